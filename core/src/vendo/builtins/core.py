@@ -1,0 +1,87 @@
+"""The ``core`` built-in plugin: the outbox commands and the plugin listing route."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Optional
+
+import typer
+
+from vendo.plugins import hookimpl
+
+outbox_app = typer.Typer(name="outbox", help="Domain events waiting for or delivered to subscribers.",
+                         no_args_is_help=True, rich_markup_mode=None)
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: Optional[str] = typer.Option(None, help="Only deliveries in this status: pending, delivered or dead."),
+    limit: int = typer.Option(50, min=1, max=10_000, help="How many, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
+) -> None:
+    """List recent outbox deliveries, newest first."""
+    from vendo.cli import cli_kernel
+    from vendo.errors import InvalidInput
+
+    if status not in (None, "pending", "delivered", "dead"):
+        raise InvalidInput(f"unknown status {status!r}: use pending, delivered or dead")
+    kernel = cli_kernel()
+    kernel.check_database()
+    rows = kernel.outbox.list(status=status, limit=limit)
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row))
+        else:
+            error = f"  {row['last_error']}" if row["last_error"] else ""
+            typer.echo(
+                f"{row['created_at']}  {row['event_id']}  {row['type']}  -> {row['subscriber']}  "
+                f"{row['status']} ({row['attempts']} attempt(s)){error}"
+            )
+    if not rows and not as_json:
+        typer.echo("no deliveries")
+
+
+@outbox_app.command("dispatch")
+def outbox_dispatch() -> None:
+    """Deliver every due event now, then exit."""
+    from vendo.cli import cli_kernel
+
+    kernel = cli_kernel()
+    kernel.check_database()
+    done = asyncio.run(kernel.outbox.drain())
+    typer.echo(f"{done} deliver{'y' if done == 1 else 'ies'} attempted")
+
+
+@outbox_app.command("retry")
+def outbox_retry(event_id: str = typer.Argument(..., help="The event id shown by `vendo outbox list`.")) -> None:
+    """Make an event's undelivered (or dead) deliveries due again."""
+    from vendo.cli import cli_kernel
+
+    kernel = cli_kernel()
+    kernel.check_database()
+    count = kernel.outbox.retry(event_id)
+    typer.echo(f"{count} deliver{'y' if count == 1 else 'ies'} scheduled")
+
+
+@hookimpl
+def vendo_register_commands(register: Any) -> None:
+    """Add ``vendo outbox list|dispatch|retry``."""
+    register(outbox_app)
+
+
+@hookimpl
+def vendo_register_routes(register: Any, kernel: Any) -> None:
+    """Add ``GET /api/v1/plugins``: plugins with versions, statuses and hooks (Datasette's /-/plugins.json)."""
+    from fastapi import APIRouter
+
+    router = APIRouter(tags=["kernel"])
+
+    @router.get("/plugins", summary="Installed plugins and their status")
+    def list_plugins() -> dict[str, Any]:
+        return {
+            "plugins": [p.to_dict() for p in kernel.plugins],
+            "providers": kernel.providers.summary(),
+        }
+
+    register(router)

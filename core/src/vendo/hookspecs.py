@@ -1,0 +1,293 @@
+"""Every hook a Vendo plugin can implement, in one place.
+
+A plugin is a module (or object) whose functions named ``vendo_<hook>`` implement these
+specifications; mark them with :data:`vendo.hookimpl` (unmarked ``vendo_*`` functions are
+picked up too, so a forgotten marker never hides an implementation). A plugin may accept
+any subset of a hook's parameters, in any order. Implementations that are ``async def``
+are awaited by the kernel wherever the hook says "may be async".
+
+Two parameters are available on most hooks:
+
+- ``kernel``: the running :class:`vendo.Kernel` (settings, database, outbox, providers).
+- ``settings``: the calling plugin's *own* settings, an instance of the model it returned
+  from :func:`vendo_settings_model`, or ``None`` if it declares none.
+
+The reference documentation (``docs/hooks.md``) is generated from these docstrings and a
+test fails when a hook is missing from it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
+    from pathlib import Path
+
+    from vendo.config import PluginSettings
+    from vendo.events import Event
+    from vendo.kernel import Kernel
+
+PROJECT_NAME = "vendo"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def vendo_settings_model() -> type[PluginSettings] | None:
+    """Declare the plugin's own settings.
+
+    Return a subclass of :class:`vendo.PluginSettings` (a pydantic model). The kernel
+    fills it from the ``[<plugin-name>]`` table of ``vendo.toml`` and from environment
+    variables ``VENDO_<PLUGIN_NAME>__<FIELD>`` (plugin name upper-cased, ``-`` as ``_``;
+    environment wins over the file), validates it, and passes the instance as the
+    ``settings`` argument of this plugin's other hooks. Use ``pydantic.SecretStr`` for
+    secrets: they are masked wherever settings are shown.
+
+    Invalid values mark the plugin ``failed`` with a message naming the field (or stop
+    start-up in strict mode).
+
+    :return: the settings model class, or ``None`` when the plugin has no settings.
+
+    Added in API 1.0.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Lifecycle
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def vendo_startup(kernel: Kernel, settings: PluginSettings | None) -> Any:
+    """Run once when the kernel starts serving (HTTP app start-up, or a CLI command that
+    needs running plugins). May be async.
+
+    Called after every plugin is loaded, the providers are registered and the database
+    was checked to be at its current migrations. Raise :class:`vendo.StartupError` to stop
+    start-up with a readable message; any other exception also stops start-up, reported
+    with the plugin's name.
+
+    :param kernel: the running kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_shutdown(kernel: Kernel, settings: PluginSettings | None) -> Any:
+    """Run once when the kernel stops, in the reverse order of :func:`vendo_startup`. May be async.
+
+    Release what ``vendo_startup`` acquired (clients, pools, background tasks). An exception
+    is logged with the plugin's name and does not prevent other plugins from shutting down.
+
+    :param kernel: the kernel being stopped.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_register_routes(
+    register: Callable[..., None], kernel: Kernel, settings: PluginSettings | None
+) -> None:
+    """Add HTTP routes to the app.
+
+    Call ``register(router, prefix="/api/v1")`` with a ``fastapi.APIRouter`` once per
+    router. Routes are mounted under ``prefix`` (``/api/v1`` by default; pass another
+    prefix such as ``""`` for routes that must live elsewhere, e.g. OpenAI-compatible
+    ``/v1/...`` paths). Two plugins registering the same method and path is an error
+    that fails the second plugin. Raise ``vendo.VendoError`` subclasses from handlers to
+    answer with Vendo's JSON error shape.
+
+    :param register: ``register(router: APIRouter, *, prefix: str = "/api/v1") -> None``.
+    :param kernel: the kernel the app serves.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_register_commands(register: Callable[..., None], settings: PluginSettings | None) -> None:
+    """Add sub-commands to the ``vendo`` command line.
+
+    Call ``register(app, name=None)`` with a ``typer.Typer`` app: a command group such as
+    ``vendo billing ...``. ``name`` defaults to the Typer app's ``name``. A name already taken by the kernel or by
+    another plugin fails the second plugin. Commands that need the kernel get it with
+    :func:`vendo.cli_kernel` at run time; do not build one at import.
+
+    :param register: ``register(app: typer.Typer, name: str | None = None) -> None``.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_migrations() -> str | Path | None:
+    """Declare the directory holding this plugin's Alembic revisions.
+
+    Each plugin owns one Alembic branch: its first revision sets
+    ``branch_labels = ("<plugin-name>",)`` and ``depends_on`` the kernel revision it needs
+    (the kernel's branch label is ``vendo``). Tables belong to :data:`vendo.Model`'s
+    metadata so constraint names follow one naming convention. ``vendo db upgrade``
+    applies every branch; the server refuses to start while any branch is behind.
+
+    :return: a directory path, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_on_event(event: Event, kernel: Kernel, settings: PluginSettings | None) -> Any:
+    """Receive a domain event published through the kernel's outbox. May be async.
+
+    Delivery is at least once, per subscribing plugin: an exception marks this plugin's
+    delivery failed and it is retried later with exponential backoff, without
+    re-delivering to plugins that succeeded. After ``outbox.max_attempts`` failures the
+    delivery is ``dead`` and stays visible in ``vendo outbox list``. Make handlers
+    idempotent (``event.id`` is stable across retries) and filter on ``event.type``.
+
+    :param event: the event (``id``, ``type``, ``payload``, ``created_at``, ``attempt``).
+    :param kernel: the running kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Capability families: providers registered by name
+#
+# Each hook receives ``register(name, provider)``. The kernel records which plugin
+# registered which name and refuses a duplicate name within a family (the second
+# plugin fails, naming the first). Which providers are active is configuration:
+# ``[providers] <family> = "name"`` (or a list for families that allow several).
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def vendo_register_authenticators(
+    register: Callable[[str, Any], None], kernel: Kernel, settings: PluginSettings | None
+) -> None:
+    """Register authenticators: objects turning a request into a :class:`vendo.Principal`.
+
+    Family ``auth``, several active at once: they form a chain tried in the order of
+    ``providers.auth`` (or registration order). Each provider implements
+    :class:`vendo.Authenticator`.
+
+    :param register: ``register(name: str, authenticator: Authenticator) -> None``.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_register_billing_providers(
+    register: Callable[[str, Any], None], kernel: Kernel, settings: PluginSettings | None
+) -> None:
+    """Register billing providers (payments, checkout, subscriptions, webhooks).
+
+    Family ``billing``, exactly one active: when several are installed, choose one with
+    ``providers.billing``; start-up says so otherwise.
+
+    :param register: ``register(name: str, provider: object) -> None``.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_register_license_backends(
+    register: Callable[[str, Any], None], kernel: Kernel, settings: PluginSettings | None
+) -> None:
+    """Register license backends (issue, verify, revoke, activate license keys).
+
+    Family ``license``, exactly one active (``providers.license`` when several).
+
+    :param register: ``register(name: str, backend: object) -> None``.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_register_ai_providers(
+    register: Callable[[str, Any], None], kernel: Kernel, settings: PluginSettings | None
+) -> None:
+    """Register AI providers (chat, streaming, embeddings, models, token costs).
+
+    Family ``ai``, several active at once (requests are routed by model).
+
+    :param register: ``register(name: str, provider: object) -> None``.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_register_knowledge_connectors(
+    register: Callable[[str, Any], None], kernel: Kernel, settings: PluginSettings | None
+) -> None:
+    """Register knowledge connectors (sources of documents: files, URLs, Notion, Drive...).
+
+    Family ``knowledge``, several active at once.
+
+    :param register: ``register(name: str, connector: object) -> None``.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_register_vector_stores(
+    register: Callable[[str, Any], None], kernel: Kernel, settings: PluginSettings | None
+) -> None:
+    """Register vector stores (where knowledge chunks and their embeddings are searched).
+
+    Family ``vector_store``, exactly one active (``providers.vector_store`` when several).
+
+    :param register: ``register(name: str, store: object) -> None``.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_register_tools(
+    register: Callable[[str, Any], None], kernel: Kernel, settings: PluginSettings | None
+) -> None:
+    """Register tools that agents and integrators can call (HTTP, SQL, MCP servers...).
+
+    Family ``tool``, several active at once. Each tool implements :class:`vendo.Tool`
+    (``name``, ``description``, JSON-schema ``parameters``, ``run(arguments)``); the
+    registered name must equal ``tool.name``.
+
+    :param register: ``register(name: str, tool: Tool) -> None``.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
