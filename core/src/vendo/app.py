@@ -62,9 +62,10 @@ def error_response(
 class _RequestContext:
     """Pure ASGI middleware: request id in and out, and request metrics by route template."""
 
-    def __init__(self, app: ASGIApp, kernel: Kernel) -> None:
+    def __init__(self, app: ASGIApp, kernel: Kernel, templates: dict[int, str]) -> None:
         self.app = app
         self.kernel = kernel
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,7 +91,7 @@ class _RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            template = self.templates.get(id(route)) or getattr(route, "path", None) or "<unmatched>"
             method = scope["method"]
             metrics = self.kernel.metrics
             metrics.http_requests.labels(method, template, str(status_holder[0])).inc()
@@ -199,9 +200,12 @@ def create_app(kernel: Kernel | None = None, *, settings: Settings | None = None
     app.state.kernel = kernel
     _install_error_handlers(app)
     _install_kernel_routes(app, kernel)
+    # Route templates label metrics; included routers keep paths relative to their prefix.
+    templates = {id(route): getattr(route, "path", "") for route in app.routes}
     for _plugin, router, prefix in kernel.routes:
         app.include_router(router, prefix=prefix)
-    app.add_middleware(_RequestContext, kernel=kernel)
+        templates.update({id(route): prefix + getattr(route, "path", "") for route in router.routes})
+    app.add_middleware(_RequestContext, kernel=kernel, templates=templates)
     return app
 
 

@@ -66,7 +66,7 @@ class _PluginCommands(TyperGroup):
             def register(command: Any, name: str | None = None, _pending: dict = pending) -> None:
                 if not isinstance(command, typer.Typer):
                     raise TypeError(f"register() expects a typer.Typer, got {type(command).__name__}")
-                click_command = typer.main.get_command(command)
+                click_command = typer.main.get_group(command)
                 final = name or command.info.name
                 if not final:
                     raise ValueError("the command has no name: pass register(command, name=...)")

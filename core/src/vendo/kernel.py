@@ -186,7 +186,7 @@ class Kernel:
         keys = []
         for route in router.routes:
             for method in sorted(getattr(route, "methods", None) or {"*"}):
-                keys.append((method, prefix + router.prefix + getattr(route, "path", "")))
+                keys.append((method, prefix + getattr(route, "path", "")))
         return keys
 
     def _route_collector(self, plugin: str, routes: list[tuple[str, Any, str]]) -> Callable[..., None]:

@@ -181,8 +181,8 @@ def register_plugin(pm: VendoPluginManager, name: str, obj: object) -> tuple[lis
 
 
 def _describe_validation(exc: pluggy.PluginValidationError) -> str:
-    message = str(exc).splitlines()[0]
-    return f"hook signature does not match its spec: {message}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and "definition:" not in line]
+    return "hook signature does not match its spec: " + "; ".join(lines)
 
 
 def _spec_names() -> list[str]:
