@@ -10,6 +10,8 @@ from pydantic import SecretStr
 from vendo import ConfigError, PluginSettings, hookimpl
 from vendo.config import load_settings
 
+from conftest import provider_for
+
 
 def test_defaults_need_no_configuration() -> None:
     """With nothing configured Vendo runs on SQLite in ./.vendo."""
@@ -118,7 +120,7 @@ class StripeLike:
     @hookimpl
     def vendo_register_billing_providers(self, register, settings):
         self.seen.append(settings)
-        register("stripe-like", object())
+        register("stripe-like", provider_for("billing", "stripe-like"))
 
 
 def test_plugin_settings_from_table_and_environment(make_kernel, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,8 @@ import pytest
 from vendo import DatabaseError, PluginSettings, StartupError, hookimpl
 from vendo.db import migrations
 
+from conftest import provider_for
+
 
 class Recorder:
     def __init__(self, name: str, log: list[str], fail: Exception | None = None) -> None:
@@ -104,8 +106,8 @@ async def test_start_refuses_ambiguous_providers(ready) -> None:
     class Two:
         @hookimpl
         def vendo_register_license_backends(self, register):
-            register("one", object())
-            register("two", object())
+            register("one", provider_for("license", "one"))
+            register("two", provider_for("license", "two"))
 
     kernel = ready({"two": Two()})
     with pytest.raises(StartupError, match="several license providers are installed"):

@@ -9,6 +9,8 @@ import pytest
 
 from vendo import ConfigError, Principal, ProviderNotConfigured, hookimpl
 
+from conftest import provider_for
+
 
 class Billing:
     def __init__(self, *names: str) -> None:
@@ -17,7 +19,7 @@ class Billing:
     @hookimpl
     def vendo_register_billing_providers(self, register, kernel):
         for name in self.names:
-            register(name, types.SimpleNamespace(name=name, kernel=kernel))
+            register(name, provider_for("billing", name, kernel=kernel))
 
 
 class EveryFamily:
@@ -42,23 +44,23 @@ class EveryFamily:
 
     @hookimpl
     def vendo_register_billing_providers(self, register):
-        register("ledger", object())
+        register("ledger", provider_for("billing", "ledger"))
 
     @hookimpl
     def vendo_register_license_backends(self, register):
-        register("ed25519", object())
+        register("ed25519", provider_for("license", "ed25519"))
 
     @hookimpl
     def vendo_register_ai_providers(self, register):
-        register("echo-ai", object())
+        register("echo-ai", provider_for("ai", "echo-ai"))
 
     @hookimpl
     def vendo_register_knowledge_connectors(self, register):
-        register("files", object())
+        register("files", provider_for("knowledge", "files"))
 
     @hookimpl
     def vendo_register_vector_stores(self, register):
-        register("numpy", object())
+        register("numpy", provider_for("vector_store", "numpy"))
 
     @hookimpl
     def vendo_register_tools(self, register):
@@ -142,11 +144,25 @@ def test_duplicate_name_fails_the_second_plugin_naming_the_first(make_kernel) ->
     assert kernel.pm.get_plugin("second") is None
 
 
-def test_provider_not_implementing_its_protocol_fails_the_plugin(make_kernel) -> None:
-    plugin = types.SimpleNamespace(vendo_register_tools=hookimpl(lambda register: register("half", object())))
+@pytest.mark.parametrize(
+    ("family", "hook", "protocol"),
+    [
+        ("tool", "vendo_register_tools", "Tool"),
+        ("billing", "vendo_register_billing_providers", "BillingProvider"),
+        ("license", "vendo_register_license_backends", "LicenseBackend"),
+        ("ai", "vendo_register_ai_providers", "AIProvider"),
+        ("knowledge", "vendo_register_knowledge_connectors", "KnowledgeConnector"),
+        ("vector_store", "vendo_register_vector_stores", "VectorStore"),
+        ("auth", "vendo_register_authenticators", "Authenticator"),
+    ],
+)
+def test_provider_not_implementing_its_protocol_fails_the_plugin(make_kernel, family, hook, protocol) -> None:
+    incomplete = provider_for(family, "half")
+    del incomplete.__dict__[sorted(set(vars(incomplete)) - {"name", "description", "parameters"})[0]]
+    plugin = types.SimpleNamespace(**{hook: hookimpl(lambda register: register("half", incomplete))})
     kernel = make_kernel({"half": plugin}).load()
     assert kernel.plugin("half").status == "failed"
-    assert "tool provider 'half' does not implement Tool" in kernel.plugin("half").error
+    assert f"{family} provider 'half' does not implement {protocol}" in kernel.plugin("half").error
 
 
 def test_provider_settings_failure_registers_nothing(make_kernel) -> None:

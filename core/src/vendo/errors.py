@@ -95,3 +95,24 @@ class InvalidInput(VendoError):
 
     code = "invalid_input"
     status_code = 422
+
+
+class Unauthorized(VendoError):
+    """Missing, malformed or rejected credentials."""
+
+    code = "unauthorized"
+    status_code = 401
+
+
+class Forbidden(VendoError):
+    """The caller is known but may not do this."""
+
+    code = "forbidden"
+    status_code = 403
+
+
+class InvalidSignature(VendoError):
+    """A signed payload (webhook, license key) failed verification: bad, missing or stale."""
+
+    code = "invalid_signature"
+    status_code = 400

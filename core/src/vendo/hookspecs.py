@@ -201,9 +201,11 @@ def vendo_register_billing_providers(
     """Register billing providers (payments, checkout, subscriptions, webhooks).
 
     Family ``billing``, exactly one active: when several are installed, choose one with
-    ``providers.billing``; start-up says so otherwise.
+    ``providers.billing``; start-up says so otherwise. Each provider implements
+    :class:`vendo.BillingProvider` (customers, hosted checkout, cancellation, and webhooks
+    verified and translated into :class:`vendo.BillingEvent`).
 
-    :param register: ``register(name: str, provider: object) -> None``.
+    :param register: ``register(name: str, provider: BillingProvider) -> None``.
     :param kernel: the kernel.
     :param settings: this plugin's settings, or ``None``.
 
@@ -217,9 +219,11 @@ def vendo_register_license_backends(
 ) -> None:
     """Register license backends (issue, verify, revoke, activate license keys).
 
-    Family ``license``, exactly one active (``providers.license`` when several).
+    Family ``license``, exactly one active (``providers.license`` when several). Each
+    backend implements :class:`vendo.LicenseBackend`; verification answers carry one of
+    :data:`vendo.LICENSE_CODES`.
 
-    :param register: ``register(name: str, backend: object) -> None``.
+    :param register: ``register(name: str, backend: LicenseBackend) -> None``.
     :param kernel: the kernel.
     :param settings: this plugin's settings, or ``None``.
 
@@ -233,9 +237,10 @@ def vendo_register_ai_providers(
 ) -> None:
     """Register AI providers (chat, streaming, embeddings, models, token costs).
 
-    Family ``ai``, several active at once (requests are routed by model).
+    Family ``ai``, several active at once (requests are routed by model). Each provider
+    implements :class:`vendo.AIProvider`.
 
-    :param register: ``register(name: str, provider: object) -> None``.
+    :param register: ``register(name: str, provider: AIProvider) -> None``.
     :param kernel: the kernel.
     :param settings: this plugin's settings, or ``None``.
 
@@ -249,9 +254,10 @@ def vendo_register_knowledge_connectors(
 ) -> None:
     """Register knowledge connectors (sources of documents: files, URLs, Notion, Drive...).
 
-    Family ``knowledge``, several active at once.
+    Family ``knowledge``, several active at once. Each connector implements
+    :class:`vendo.KnowledgeConnector` (``fetch(source)`` yields :class:`vendo.Document`).
 
-    :param register: ``register(name: str, connector: object) -> None``.
+    :param register: ``register(name: str, connector: KnowledgeConnector) -> None``.
     :param kernel: the kernel.
     :param settings: this plugin's settings, or ``None``.
 
@@ -266,8 +272,9 @@ def vendo_register_vector_stores(
     """Register vector stores (where knowledge chunks and their embeddings are searched).
 
     Family ``vector_store``, exactly one active (``providers.vector_store`` when several).
+    Each store implements :class:`vendo.VectorStore`.
 
-    :param register: ``register(name: str, store: object) -> None``.
+    :param register: ``register(name: str, store: VectorStore) -> None``.
     :param kernel: the kernel.
     :param settings: this plugin's settings, or ``None``.
 
