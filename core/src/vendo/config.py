@@ -245,11 +245,18 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
     return f"{where}: " + "; ".join(problems)
 
 
-def load_settings(config_file: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None) -> Settings:
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    plugin_settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
     """Read the kernel's settings from overrides, the environment, ``.env`` and ``vendo.toml``.
 
     :param config_file: a ``vendo.toml`` path; default ``$VENDO_CONFIG`` or ``./vendo.toml`` if present.
     :param overrides: values that win over every other source (nested dicts for sections).
+    :param plugin_settings: per-plugin tables that replace the file's ``[<plugin>]`` tables
+        (environment variables still win), e.g. ``{"billing-stripe": {"secret_key": "..."}}``.
     :raises ConfigError: with one message naming the file, the setting and the fix.
     """
     path = _find_config_file(config_file)
@@ -276,7 +283,7 @@ def load_settings(config_file: str | Path | None = None, *, overrides: Mapping[s
     finally:
         _toml_data.reset(token)
     settings._config_file = path
-    settings._plugin_tables = plugin_tables
+    settings._plugin_tables = {**plugin_tables, **{k: dict(v) for k, v in (plugin_settings or {}).items()}}
     return settings
 
 

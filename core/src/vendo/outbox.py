@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, or_, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from vendo.db import BigIntPK, Model
@@ -84,6 +85,7 @@ class Outbox:
     def __init__(self, kernel: Kernel) -> None:
         self._kernel = kernel
         self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def publish(self, session: Session, type: str, payload: dict[str, Any] | None = None) -> Event:
         """Record an event in ``session``'s transaction (committed with the caller's writes).
@@ -94,11 +96,12 @@ class Outbox:
         :return: the event as subscribers will receive it.
         :raises InvalidInput: empty type or a payload that is not JSON-serialisable.
         """
-        payload = dict(payload or {})
         if not type or len(type) > 200:
             raise InvalidInput("event type must be 1 to 200 characters", code="invalid_event")
         try:
-            json.dumps(payload)
+            # Strict JSON (no NaN/Infinity, which PostgreSQL rejects), read back so the
+            # returned event carries exactly what subscribers will receive.
+            payload = json.loads(json.dumps(dict(payload or {}), allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"event payload is not JSON-serialisable: {exc}", code="invalid_event") from None
         now = self._kernel.now()
@@ -112,8 +115,13 @@ class Outbox:
                 )
             )
         if self._wakeup is not None:
-            self._wakeup.set()
+            sa_event.listen(session, "after_commit", self._wake, once=True)
         return Event(id=row.uid, type=type, payload=payload, created_at=now)
+
+    def _wake(self, _session: Session) -> None:
+        """After the publisher's commit, wake the in-process dispatcher (from any thread)."""
+        if self._loop is not None and self._wakeup is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wakeup.set)
 
     # -- dispatching ---------------------------------------------------------
 
@@ -233,6 +241,7 @@ class Outbox:
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch continuously until ``stop`` is set (the server's background task)."""
         self._wakeup = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         interval = self._kernel.settings.outbox.poll_interval
         while not stop.is_set():
             try:
@@ -275,14 +284,22 @@ class Outbox:
             ]
 
     def retry(self, event_id: str) -> int:
-        """Make an event's dead or failing deliveries due now; return how many."""
+        """Make an event's dead or failing deliveries due now; return how many.
+
+        A delivery a worker holds right now (unexpired lease) is left to that worker.
+        """
+        now = self._kernel.now()
         with self._kernel.session() as session:
             event = session.scalar(select(OutboxEvent).where(OutboxEvent.uid == event_id))
             if event is None:
                 raise NotFound(f"no outbox event with id {event_id}")
             result = session.execute(
                 update(OutboxDelivery)
-                .where(OutboxDelivery.event_id == event.id, OutboxDelivery.status != DELIVERED)
-                .values(status=PENDING, next_attempt_at=self._kernel.now(), locked_until=None, attempts=0)
+                .where(
+                    OutboxDelivery.event_id == event.id,
+                    OutboxDelivery.status != DELIVERED,
+                    or_(OutboxDelivery.locked_until.is_(None), OutboxDelivery.locked_until < now),
+                )
+                .values(status=PENDING, next_attempt_at=now, locked_until=None, attempts=0)
             )
             return result.rowcount

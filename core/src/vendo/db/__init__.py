@@ -5,12 +5,13 @@ SQLite is the embedded default; PostgreSQL (psycopg 3) is selected by the URL.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -71,9 +72,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _hide_password(url: str) -> str:
+    """Mask the password of a URL that may not even parse (for error messages)."""
+    return re.sub(r"(://[^/@:]*:).*@", r"\1***@", url)
+
+
+def parse_url(url: str) -> URL:
+    """Parse a database URL.
+
+    :raises ConfigError: the URL is malformed (including a non-numeric port).
+    """
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            f"invalid database URL {_hide_password(url)!r}: expected e.g. sqlite:///path/vendo.db or "
+            "postgresql+psycopg://user@host:5432/db (VENDO_DATABASE_URL)"
+        ) from None
+
+
 def sqlite_path(url: str) -> Path | None:
-    """The file of a SQLite URL, or ``None`` for other databases and in-memory SQLite."""
-    parsed = make_url(url)
+    """The file of a SQLite URL, or ``None`` for other databases and in-memory SQLite.
+
+    :raises ConfigError: the URL is malformed.
+    """
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
@@ -84,13 +107,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     :raises ConfigError: malformed URL or missing database driver.
     """
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(
-            f"invalid database URL {url!r}: expected e.g. sqlite:///path/vendo.db or "
-            "postgresql+psycopg://user@host:5432/db (VENDO_DATABASE_URL)"
-        ) from None
+    parsed = parse_url(url)
     options: dict[str, Any] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         options = {"connect_args": {"check_same_thread": False}}

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 if TYPE_CHECKING:  # pragma: no cover
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
     from sqlalchemy.engine import Connection
 
     from vendo.kernel import Kernel
@@ -77,6 +78,18 @@ def alembic_config(kernel: Kernel, connection: Connection) -> Iterator[Config]:
     yield config
 
 
+def _recorded_heads(script: ScriptDirectory) -> list[str]:
+    """The heads the version table holds once every branch is upgraded.
+
+    A head that another revision ``depends_on`` (the kernel's, below each plugin's first
+    revision) is folded into its dependant's row by Alembic, so it is left out here.
+    """
+    try:
+        return list(script.get_heads(consider_depends_on=True))
+    except TypeError:  # Alembic < 1.18.5 has the same list, without the argument
+        return list(script.revision_map._real_heads)
+
+
 def status(kernel: Kernel, connection: Connection) -> MigrationStatus:
     """Compare the database's recorded revisions with the heads of every branch."""
     from alembic.runtime.migration import MigrationContext
@@ -84,7 +97,7 @@ def status(kernel: Kernel, connection: Connection) -> MigrationStatus:
 
     with alembic_config(kernel, connection) as config:
         script = ScriptDirectory.from_config(config)
-        heads = tuple(sorted(script.get_heads()))
+        heads = tuple(sorted(_recorded_heads(script)))
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         current = tuple(sorted(context.get_current_heads()))
         known = {rev.revision for rev in script.walk_revisions()}
