@@ -143,20 +143,3 @@ def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., 
     for module in created:
         sys.modules.pop(module, None)
 
-
-def provider_for(family: str, name: str = "test", **attributes: Any) -> Any:
-    """A minimal object satisfying ``family``'s protocol, for registry tests: every protocol
-    member is present; methods return ``name`` so a test can tell providers apart."""
-    import types
-
-    from vendo.capabilities import FAMILIES
-
-    protocol = FAMILIES[family].protocol
-    members: dict[str, Any] = {"name": name, "description": "", "parameters": {}}
-    import typing
-
-    names = getattr(protocol, "__protocol_attrs__", None) or typing._get_protocol_attrs(protocol)  # 3.11
-    for member in names:
-        members.setdefault(member, lambda *args, _name=name, **kwargs: _name)
-    members.update(attributes)
-    return types.SimpleNamespace(**members)

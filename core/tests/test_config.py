@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from vendo import ConfigError, PluginSettings, hookimpl
 from vendo.config import load_settings
 
-from conftest import provider_for
+from kernel_support import provider_for
 
 
 def test_defaults_need_no_configuration() -> None:

@@ -7,7 +7,7 @@ import pytest
 from vendo import DatabaseError, PluginSettings, StartupError, hookimpl
 from vendo.db import migrations
 
-from conftest import provider_for
+from kernel_support import provider_for
 
 
 class Recorder:

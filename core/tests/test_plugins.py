@@ -199,3 +199,29 @@ def test_hook_timings_reach_prometheus(make_kernel) -> None:
     text = kernel.metrics.render().decode()
     assert 'vendo_hook_duration_seconds_count{hook="vendo_register_tools",plugin="timed"} 1.0' in text
     assert 'vendo_plugins{status="ok"} 2.0' in text
+
+
+@pytest.mark.parametrize(
+    ("function", "error"),
+    [
+        (lambda kernel, settings=None: None,
+         "vendo_startup: parameter 'settings' has a default and would never be filled; remove the default"),
+        (lambda *args: None, "vendo_startup: *args/**kwargs are never filled; name the parameters you need"),
+        (lambda kernel, *, settings: None,
+         "vendo_startup: keyword-only parameter 'settings' is never filled; make it positional"),
+    ],
+)
+def test_parameters_the_kernel_never_fills_are_refused(make_kernel, function, error) -> None:
+    plugin = types.SimpleNamespace(vendo_startup=hookimpl(function))
+    kernel = make_kernel({"odd": plugin}).load()
+    assert statuses(kernel)["odd"] == ("failed", error)
+
+
+def test_async_implementation_of_a_synchronous_hook_is_refused(make_kernel) -> None:
+    async def vendo_register_tools(register):
+        register("never", None)
+
+    kernel = make_kernel({"async-register": types.SimpleNamespace(vendo_register_tools=vendo_register_tools)}).load()
+    assert statuses(kernel)["async-register"] == (
+        "failed", "vendo_register_tools: is called synchronously, so an async def implementation would never run"
+    )

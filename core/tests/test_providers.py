@@ -9,7 +9,7 @@ import pytest
 
 from vendo import ConfigError, Principal, ProviderNotConfigured, hookimpl
 
-from conftest import provider_for
+from kernel_support import provider_for
 
 
 class Billing:

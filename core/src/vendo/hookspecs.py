@@ -33,6 +33,10 @@ PROJECT_NAME = "vendo"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
+#: The hooks whose implementations may be ``async def`` (the kernel awaits them). Every other
+#: hook is called synchronously, and an ``async def`` implementation of it is refused.
+ASYNC_HOOKS = frozenset({"vendo_startup", "vendo_shutdown", "vendo_on_event"})
+
 
 # ---------------------------------------------------------------------------
 # Configuration

@@ -176,12 +176,34 @@ def register_plugin(pm: VendoPluginManager, name: str, obj: object) -> tuple[lis
         problems.append(f"implements unknown hook {hook_name}{hint}")
     for caller in callers:
         for impl in caller.get_hookimpls():
-            if impl.plugin is obj and (impl.hookwrapper or impl.wrapper):
+            if impl.plugin is not obj:
+                continue
+            if impl.hookwrapper or impl.wrapper:
                 problems.append(f"{caller.name}: hook wrappers are not supported on Vendo hooks")
+            problems += _signature_problems(caller.name, impl.function)
     if problems:
         pm.unregister(obj)
         return [], "; ".join(problems)
     return sorted(c.name for c in callers), None
+
+
+def _signature_problems(hook: str, function: Callable[..., Any]) -> list[str]:
+    """Parameters the kernel would never fill, and ``async def`` where nothing awaits."""
+    problems = []
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return problems
+    for parameter in parameters:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            problems.append(f"{hook}: *args/**kwargs are never filled; name the parameters you need")
+        elif parameter.kind is parameter.KEYWORD_ONLY:
+            problems.append(f"{hook}: keyword-only parameter '{parameter.name}' is never filled; make it positional")
+        elif parameter.default is not parameter.empty and parameter.name != "self":
+            problems.append(f"{hook}: parameter '{parameter.name}' has a default and would never be filled; remove the default")
+    if inspect.iscoroutinefunction(function) and hook not in hookspecs.ASYNC_HOOKS:
+        problems.append(f"{hook}: is called synchronously, so an async def implementation would never run")
+    return problems
 
 
 def _describe_validation(exc: pluggy.PluginValidationError) -> str:

@@ -1,0 +1,127 @@
+"""The vendo-sdk pytest plugin (registered through the ``pytest11`` entry point).
+
+Fixtures for plugin authors, all function-scoped and isolated:
+
+- ``vendo_clock``: a frozen, injectable clock (``vendo_clock.advance(seconds=60)``).
+- ``vendo_database_url``: a temporary SQLite database (``--vendo-database-url`` to use another).
+- ``vendo_kernel``: ``vendo_kernel(plugins, *, plugin_settings=None, **settings)`` builds a kernel
+  with only the named plugins, migrations applied, providers resolved. ``plugins`` maps names to
+  plugin objects (modules), or lists names of installed entry points.
+- ``vendo_client``: ``vendo_client(kernel)`` runs the kernel's HTTP app (start-up included) and
+  returns a ``TestClient``.
+
+Nothing heavy is imported until a fixture is used, so installing vendo-sdk costs other test
+suites nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+
+class FrozenClock:
+    """A clock that only moves when told: pass it as a kernel's ``clock``."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta | None = None, **units: float) -> datetime:
+        """Move forward by ``delta`` or by keyword units (``seconds=``, ``days=``...)."""
+        self.now += delta if delta is not None else timedelta(**units)
+        return self.now
+
+    def set(self, moment: datetime) -> None:
+        """Jump to an aware datetime."""
+        if moment.tzinfo is None:
+            raise ValueError("FrozenClock.set needs a timezone-aware datetime")
+        self.now = moment
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vendo")
+    group.addoption(
+        "--vendo-database-url",
+        default=None,
+        help="Database URL for vendo_kernel (default: a temporary SQLite file per test).",
+    )
+
+
+@pytest.fixture
+def vendo_clock() -> FrozenClock:
+    """A frozen clock starting at 2026-01-01T00:00Z."""
+    return FrozenClock()
+
+
+@pytest.fixture
+def vendo_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database the kernels of this test use."""
+    return request.config.getoption("--vendo-database-url") or f"sqlite:///{tmp_path / 'vendo.db'}"
+
+
+@pytest.fixture
+def vendo_kernel(vendo_database_url: str, vendo_clock: FrozenClock, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory of kernels with only the given plugins and a migrated temporary database."""
+    from vendo.config import load_settings
+    from vendo.db import migrations
+    from vendo.kernel import Kernel
+
+    made: list[Any] = []
+
+    def factory(
+        plugins: dict[str, object] | list[str] | tuple[str, ...] | None = None,
+        *,
+        plugin_settings: dict[str, dict[str, Any]] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        **settings: Any,
+    ) -> Any:
+        values: dict[str, Any] = {"data_dir": str(tmp_path / "vendo-data"), "database_url": vendo_database_url}
+        values.update(settings)
+        explicit: dict[str, object] | None
+        if isinstance(plugins, (list, tuple)):
+            values["plugins"] = {"autoload": True, "enabled": list(plugins), **values.get("plugins", {})}
+            explicit = None
+        else:
+            values["plugins"] = {"autoload": False, **values.get("plugins", {})}
+            explicit = dict(plugins or {})
+        kernel = Kernel(
+            load_settings(overrides=values, plugin_settings=plugin_settings),
+            plugins=explicit,
+            clock=clock or vendo_clock,
+        )
+        made.append(kernel)
+        kernel.load()
+        kernel.prepare_storage()
+        migrations.upgrade(kernel)
+        kernel.providers.configure(kernel.settings.providers)
+        return kernel
+
+    yield factory
+    for kernel in made:
+        kernel.close()
+
+
+@pytest.fixture
+def vendo_client() -> Iterator[Callable[[Any], Any]]:
+    """Factory of HTTP clients for a kernel's app, started (lifespan) and closed per test."""
+    from fastapi.testclient import TestClient
+
+    from vendo.app import create_app
+
+    clients: list[Any] = []
+
+    def factory(kernel: Any, **client_options: Any) -> Any:
+        client = TestClient(create_app(kernel), **client_options)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
