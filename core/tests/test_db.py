@@ -18,7 +18,9 @@ from vendo import ConfigError, DatabaseError, StartupError
 from vendo.db import Model, UTCDateTime, make_engine, migrations
 from vendo.kernel import Kernel
 
-KERNEL_TABLES = {"vendo_outbox_events", "vendo_outbox_deliveries"}
+KERNEL_TABLES = {"vendo_outbox_events", "vendo_outbox_deliveries", "vendo_users", "vendo_workspaces",
+                 "vendo_memberships", "vendo_invitations", "vendo_refresh_tokens", "vendo_audit_log"}
+KERNEL_HEAD = "vendo_0002"
 
 PLUGIN_REVISION = textwrap.dedent(
     '''
@@ -88,10 +90,10 @@ def test_upgrade_creates_kernel_tables_and_check_passes(make_kernel, database_ur
     status = migrations.upgrade(kernel)
 
     assert status.up_to_date
-    assert status.current == ("vendo_0001",) and status.unknown == ()
+    assert status.current == (KERNEL_HEAD,) and status.unknown == ()
     assert KERNEL_TABLES | {migrations.VERSION_TABLE} <= tables(kernel)
     checked = kernel.check_database()
-    assert checked.up_to_date and checked.current == ("vendo_0001",)
+    assert checked.up_to_date and checked.current == (KERNEL_HEAD,)
     assert "current migrations" in checked.describe()
 
 
@@ -100,7 +102,7 @@ def test_upgrade_twice_is_harmless(make_kernel, database_url):
     kernel.prepare_storage()
     migrations.upgrade(kernel)
     assert migrations.upgrade(kernel).up_to_date
-    assert version_rows(kernel) == {"vendo_0001"}
+    assert version_rows(kernel) == {KERNEL_HEAD}
     kernel.check_database()
 
 
@@ -289,7 +291,7 @@ def test_downgrading_a_plugin_branch_keeps_the_kernel_tables(make_kernel, databa
     migrations.upgrade(kernel)
 
     status = migrations.downgrade(kernel, "myplugin@base")
-    assert status.current == ("vendo_0001",)
+    assert status.current == (KERNEL_HEAD,)
     assert "myplugin_widgets" not in tables(kernel)
     assert KERNEL_TABLES <= tables(kernel)
     with pytest.raises(DatabaseError, match="pending: myplugin_0001"):

@@ -70,11 +70,12 @@ class EveryFamily:
 def test_every_family_is_filled_and_attributed(make_kernel) -> None:
     kernel = make_kernel({"everything": EveryFamily()}).load()
     kernel.providers.configure({})
-    summary = kernel.providers.summary()
+    summary = {family: [e for e in entries if e["plugin"] == "everything"]
+               for family, entries in kernel.providers.summary().items()}
     for family, name in [("auth", "token"), ("billing", "ledger"), ("license", "ed25519"), ("ai", "echo-ai"),
                          ("knowledge", "files"), ("vector_store", "numpy"), ("tool", "echo")]:
         assert summary[family] == [{"name": name, "plugin": "everything", "active": True}]
-    principal = kernel.providers.active("auth")[0].authenticate({"token": "ok"})
+    principal = kernel.providers.get("auth", "token").authenticate({"token": "ok"})
     assert principal.subject == "u1" and principal.method == "test"
     assert kernel.providers.get("tool", "echo").run({"a": 1}) == {"a": 1}
 

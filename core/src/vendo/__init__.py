@@ -67,9 +67,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from vendo.cli import cli_kernel
     from vendo.config import PluginSettings, Settings, load_settings
     from vendo.db import Model, utcnow
+    from vendo.identity.auth import (
+        WorkspaceAccess,
+        current_principal,
+        optional_principal,
+        require_permission,
+        require_role,
+        require_scope,
+    )
+    from vendo.identity.roles import Role
     from vendo.kernel import Kernel
 
 _LAZY = {
+    "current_principal": "vendo.identity.auth",
+    "optional_principal": "vendo.identity.auth",
+    "require_role": "vendo.identity.auth",
+    "require_permission": "vendo.identity.auth",
+    "require_scope": "vendo.identity.auth",
+    "WorkspaceAccess": "vendo.identity.auth",
+    "Role": "vendo.identity.roles",
     "Kernel": "vendo.kernel",
     "create_app": "vendo.app",
     "cli_kernel": "vendo.cli",
@@ -140,6 +156,13 @@ __all__ = [
     "VendoError",
     "__version__",
     "cli_kernel",
+    "current_principal",
+    "optional_principal",
+    "require_permission",
+    "require_role",
+    "require_scope",
+    "Role",
+    "WorkspaceAccess",
     "create_app",
     "hookimpl",
     "load_settings",

@@ -42,13 +42,18 @@ class Principal:
     :param subject: the authenticated user's id (or a service identity).
     :param workspace: the workspace the request acts on, if any.
     :param scopes: the permissions granted to this credential.
-    :param method: how the caller authenticated (``"password"``, ``"api_key"``, ``"oidc"``...).
+    :param method: how the caller authenticated (``"session:password"``, ``"api_key"``...).
+    :param credential: the id of the credential used (session family, API key id), for audit
+        and per-credential limits.
+    :param attributes: authenticator-specific facts (e.g. an API key's rate-limit tier).
     """
 
     subject: str
     workspace: str | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
     method: str = ""
+    credential: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from vendo.errors import ConfigError
@@ -90,6 +90,16 @@ class OutboxSettings(BaseModel):
     lease_seconds: float = Field(60.0, gt=0, description="How long a claimed delivery stays locked.")
 
 
+class SessionSettings(BaseModel):
+    """Sign-in sessions (``[sessions]`` / ``VENDO_SESSIONS__*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access_ttl: int = Field(900, ge=30, le=86_400, description="Access token lifetime, seconds.")
+    refresh_ttl: int = Field(30 * 86_400, ge=300, description="Refresh token lifetime, seconds.")
+    invitation_ttl: int = Field(7 * 86_400, ge=300, description="Invitation lifetime, seconds.")
+
+
 class ServerSettings(BaseModel):
     """``vendo serve`` defaults (``[server]`` / ``VENDO_SERVER__*``)."""
 
@@ -129,6 +139,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/vendo.db. postgresql:// uses psycopg 3."
     )
+    secret_key: SecretStr | None = Field(
+        None, description="Master secret (32+ characters); default: generated in <data_dir>/secret.key."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
     plugins: PluginControls = Field(default_factory=PluginControls)
@@ -136,6 +149,7 @@ class Settings(BaseSettings):
         default_factory=dict, description="Active provider(s) per capability family."
     )
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     _config_file: Path | None = PrivateAttr(None)

@@ -98,10 +98,11 @@ class InvalidInput(VendoError):
 
 
 class Unauthorized(VendoError):
-    """Missing, malformed or rejected credentials."""
+    """Missing, malformed or rejected credentials (answered with ``WWW-Authenticate: Bearer``)."""
 
     code = "unauthorized"
     status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(VendoError):

@@ -171,6 +171,63 @@ def vendo_on_event(event: Event, kernel: Kernel, settings: PluginSettings | None
 
 
 # ---------------------------------------------------------------------------
+# Privacy: every plugin holding personal data answers for it (GDPR)
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def vendo_export_user_data(user_id: str, session: Any, kernel: Kernel, settings: PluginSettings | None) -> Any:
+    """Contribute this plugin's personal data about a user to their GDPR export.
+
+    Called when a user asks for everything held about them (``GET /api/v1/me/export``). Return
+    JSON-compatible data (it appears under the plugin's name in the document), or ``None``
+    when the plugin holds nothing about them. Never include secrets (hashes, keys, seeds):
+    say that they exist instead.
+
+    :param user_id: the user's id.
+    :param session: the SQLAlchemy session of the export (read only).
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_erase_user_data(user_id: str, session: Any, kernel: Kernel, settings: PluginSettings | None) -> None:
+    """Delete or anonymise this plugin's data about a user who deletes their account.
+
+    Runs inside the erasure's transaction, before the kernel deletes the user: write through
+    ``session`` so the erasure commits or rolls back as a whole; raising aborts it. Keep
+    records the law requires (invoices) but strip what identifies the person.
+
+    :param user_id: the user's id.
+    :param session: the SQLAlchemy session of the erasure.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_erase_workspace_data(workspace_id: str, session: Any, kernel: Kernel,
+                               settings: PluginSettings | None) -> None:
+    """Delete this plugin's data about a workspace that is being deleted.
+
+    Runs inside the deletion's transaction (a shared workspace deleted by its owner, or a
+    personal workspace erased with its user); raising aborts the deletion.
+
+    :param workspace_id: the workspace's id.
+    :param session: the SQLAlchemy session of the deletion.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+# ---------------------------------------------------------------------------
 # Capability families: providers registered by name
 #
 # Each hook receives ``register(name, provider)``. The kernel records which plugin

@@ -27,10 +27,14 @@ from vendo.config import (
 from vendo.db import make_engine, sqlite_path, utcnow
 from vendo.errors import ConfigError, DatabaseError, StartupError, VendoError
 from vendo.hooks import HookCallError, Hooks
+from vendo.identity.audit import Audit
+from vendo.identity.service import Identity
+from vendo.identity.sessions import Sessions
 from vendo.metrics import Metrics
 from vendo.outbox import Outbox
 from vendo.plugins import PluginInfo, check_api, discover, new_plugin_manager, register_plugin
 from vendo.providers import Providers, Registration
+from vendo.secrets import Secrets
 
 log = logging.getLogger("vendo.kernel")
 
@@ -59,6 +63,10 @@ class Kernel:
         self.hooks.add_observer(self.metrics.observe_hook)
         self.providers = Providers()
         self.outbox = Outbox(self)
+        self.identity = Identity(self)
+        self.sessions = Sessions(self)
+        self.audit = Audit(self)
+        self._secrets: Secrets | None = None
         self.plugins: list[PluginInfo] = []
         self.routes: list[tuple[str, Any, str]] = []
         self.warnings: list[str] = []
@@ -75,6 +83,30 @@ class Kernel:
     def now(self) -> datetime:
         """The kernel's current time (aware, UTC); injectable through ``clock``."""
         return self.clock()
+
+    @property
+    def secrets(self) -> Secrets:
+        """Keys derived from the master secret (``secret_key``, or ``<data_dir>/secret.key``)."""
+        if self._secrets is None:
+            configured = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
+            self._secrets = Secrets.from_settings(configured, self.settings.data_dir)
+        return self._secrets
+
+    async def authenticate(self, request: Any) -> Any:
+        """The request's :class:`vendo.Principal` from the first authenticator of the chain
+        (``providers.auth`` order) that recognises its credentials, or ``None``.
+
+        :raises Unauthorized: credentials of a known kind that are rejected.
+        """
+        import inspect
+
+        for authenticator in self.providers.active("auth"):
+            principal = authenticator.authenticate(request)
+            if inspect.isawaitable(principal):
+                principal = await principal
+            if principal is not None:
+                return principal
+        return None
 
     def plugin(self, name: str) -> PluginInfo | None:
         """The plugin of that name that loaded (or was last tried), if any."""

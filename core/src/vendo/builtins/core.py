@@ -71,10 +71,22 @@ def vendo_register_commands(register: Any) -> None:
 
 
 @hookimpl
+def vendo_register_authenticators(register: Any, kernel: Any) -> None:
+    """The ``session`` authenticator: ``Authorization: Bearer <access token>`` from a sign-in."""
+    from vendo.identity.sessions import SessionAuthenticator
+
+    register("session", SessionAuthenticator(kernel.sessions))
+
+
+@hookimpl
 def vendo_register_routes(register: Any, kernel: Any) -> None:
-    """Add ``GET /api/v1/plugins``: plugins with versions, statuses and hooks (Datasette's /-/plugins.json)."""
+    """Identity routes (me, sessions, workspaces, members, invitations, audit) and
+    ``GET /api/v1/plugins`` (plugins with versions, statuses and hooks, like Datasette's)."""
     from fastapi import APIRouter
 
+    from vendo.identity.endpoints import build_router
+
+    register(build_router(kernel))
     router = APIRouter(tags=["kernel"])
 
     @router.get("/plugins", summary="Installed plugins and their status")
