@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from support import PG_URL, Server
+from support import Server
 
 
 @pytest.fixture(autouse=True)
@@ -36,27 +36,6 @@ def serve() -> Iterator:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
+def postgres_url(vendo_postgres_url: str) -> str:
     """A fresh PostgreSQL schema (mandatory in CI, skipped locally when unreachable)."""
-    import uuid
-
-    import sqlalchemy
-
-    try:
-        admin = sqlalchemy.create_engine(PG_URL)
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT 1"))
-    except Exception as exc:
-        message = f"PostgreSQL unreachable at {PG_URL}: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (PostgreSQL runs are mandatory in CI)")
-        pytest.skip(message)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    return vendo_postgres_url

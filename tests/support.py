@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 FIXTURE_PLUGINS = Path(__file__).parent / "fixtures" / "plugins"
-PG_URL = os.environ.get("VENDO_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
 
 
 def free_port() -> int:

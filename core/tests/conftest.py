@@ -2,14 +2,14 @@
 
 Every test that touches storage runs twice: on SQLite and on PostgreSQL
 (``VENDO_TEST_DATABASE_URL``, default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``),
-each PostgreSQL test in a schema of its own. Without PostgreSQL the PostgreSQL variants
-are skipped locally and fail in CI (``CI`` set), so CI can never pass without them.
+each PostgreSQL test in a schema of its own (vendo-sdk's ``postgres_schema``). Without
+PostgreSQL the PostgreSQL variants are skipped locally and fail in CI (``CI`` set), so CI can
+never pass without them.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -17,22 +17,7 @@ import pytest
 
 from vendo.config import load_settings
 from vendo.kernel import Kernel
-
-PG_URL = os.environ.get("VENDO_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _postgres_reachable() -> str | None:
-    import sqlalchemy
-
-    try:
-        engine = sqlalchemy.create_engine(PG_URL)
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # any driver or network failure means "not reachable"
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-
+from vendo_sdk.pytest_plugin import postgres_schema, require_postgres
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,35 +30,15 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.chdir(work)
 
 
-@pytest.fixture(scope="session")
-def postgres_available() -> str | None:
-    """``None`` when PostgreSQL answers, else the reason it does not."""
-    return _postgres_reachable()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_available: str | None) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'vendo.db'}"
         return
-    if postgres_available is not None:
-        message = f"PostgreSQL unreachable at {PG_URL}: {postgres_available}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (PostgreSQL runs are mandatory in CI)")
-        pytest.skip(message)
-    import sqlalchemy
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(PG_URL)
-    with admin.begin() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    require_postgres()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

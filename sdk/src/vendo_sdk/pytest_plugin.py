@@ -4,6 +4,9 @@ Fixtures for plugin authors, all function-scoped and isolated:
 
 - ``vendo_clock``: a frozen, injectable clock (``vendo_clock.advance(seconds=60)``).
 - ``vendo_database_url``: a temporary SQLite database (``--vendo-database-url`` to use another).
+- ``vendo_postgres_url``: a fresh PostgreSQL schema per test at ``VENDO_TEST_DATABASE_URL``
+  (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``), dropped afterwards; skipped
+  when PostgreSQL is unreachable, a failure instead when ``CI`` is set.
 - ``vendo_kernel``: ``vendo_kernel(plugins, *, plugin_settings=None, **settings)`` builds a kernel
   with only the named plugins, migrations applied, providers resolved. ``plugins`` maps names to
   plugin objects (modules), or lists names of installed entry points.
@@ -16,11 +19,16 @@ suites nothing.
 
 from __future__ import annotations
 
+import os
+import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 class FrozenClock:
@@ -51,6 +59,63 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Database URL for vendo_kernel (default: a temporary SQLite file per test).",
     )
+
+
+def postgres_url() -> str:
+    """The PostgreSQL server tests use (``VENDO_TEST_DATABASE_URL``)."""
+    return os.environ.get("VENDO_TEST_DATABASE_URL", DEFAULT_POSTGRES_URL)
+
+
+def postgres_unreachable(url: str | None = None) -> str | None:
+    """``None`` when PostgreSQL answers at ``url``, else why not."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url or postgres_url())
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any driver or network failure means "not reachable"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+@contextmanager
+def postgres_schema(url: str | None = None) -> Iterator[str]:
+    """A fresh schema on the PostgreSQL server at ``url``: yields a URL whose connections
+    use it (``search_path``), and drops it, with everything in it, afterwards."""
+    import sqlalchemy
+
+    base = url or postgres_url()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(base)
+    with admin.begin() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        separator = "&" if "?" in base else "?"
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def require_postgres() -> None:
+    """Skip the test when PostgreSQL is unreachable; fail it instead when ``CI`` is set."""
+    reason = postgres_unreachable()
+    if reason is not None:
+        message = f"PostgreSQL unreachable at {postgres_url()}: {reason}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (PostgreSQL runs are mandatory in CI)")
+        pytest.skip(message)
+
+
+@pytest.fixture
+def vendo_postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema for this test (see :func:`postgres_schema`)."""
+    require_postgres()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture
