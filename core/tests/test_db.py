@@ -19,8 +19,10 @@ from vendo.db import Model, UTCDateTime, make_engine, migrations
 from vendo.kernel import Kernel
 
 KERNEL_TABLES = {"vendo_outbox_events", "vendo_outbox_deliveries", "vendo_users", "vendo_workspaces",
-                 "vendo_memberships", "vendo_invitations", "vendo_refresh_tokens", "vendo_audit_log"}
-KERNEL_HEAD = "vendo_0002"
+                 "vendo_memberships", "vendo_invitations", "vendo_refresh_tokens", "vendo_audit_log",
+                 "vendo_catalog_versions", "vendo_plan_assignments", "vendo_usage_counters", "vendo_usage_ledger",
+                 "vendo_usage_holds"}
+KERNEL_HEAD = "vendo_0003"
 
 PLUGIN_REVISION = textwrap.dedent(
     '''

@@ -25,11 +25,13 @@ from vendo.capabilities import (
     Authenticator,
     BillingEvent,
     BillingProvider,
+    Bucket,
     ChatChunk,
     ChatRequest,
     ChatResponse,
     CheckoutRequest,
     CheckoutSession,
+    CounterStore,
     Document,
     Embeddings,
     KnowledgeConnector,
@@ -67,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vendo.cli import cli_kernel
     from vendo.config import PluginSettings, Settings, load_settings
     from vendo.db import Model, utcnow
+    from vendo.entitlements.endpoints import require_feature
     from vendo.identity.auth import (
         WorkspaceAccess,
         current_principal,
@@ -79,6 +82,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vendo.kernel import Kernel
 
 _LAZY = {
+    "require_feature": "vendo.entitlements.endpoints",
     "current_principal": "vendo.identity.auth",
     "optional_principal": "vendo.identity.auth",
     "require_role": "vendo.identity.auth",
@@ -114,6 +118,8 @@ __all__ = [
     "BILLING_EVENT_TYPES",
     "BillingEvent",
     "BillingProvider",
+    "Bucket",
+    "CounterStore",
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
@@ -159,6 +165,7 @@ __all__ = [
     "current_principal",
     "optional_principal",
     "require_permission",
+    "require_feature",
     "require_role",
     "require_scope",
     "Role",

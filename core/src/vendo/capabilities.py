@@ -390,6 +390,31 @@ class VectorStore(Protocol):
         """Remove items (unknown ids are ignored)."""
 
 
+# -- counters ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bucket:
+    """One counter to move, and the limit it must stay within (``None``: unlimited)."""
+
+    key: str
+    limit: int | None
+
+
+@runtime_checkable
+class CounterStore(Protocol):
+    """The counters family's protocol."""
+
+    def try_add(self, session: Any, buckets: list[Bucket], amount: int) -> list[int] | None:
+        """Add ``amount`` to every bucket if all stay within their limits; return the new
+        values, or ``None`` (and change nothing) when one would exceed its limit."""
+
+    def add(self, session: Any, buckets: list[Bucket], amount: int) -> list[int]:
+        """Add ``amount`` (possibly negative) unconditionally; return the new values."""
+
+    def read(self, session: Any, keys: list[str]) -> list[int]:
+        """Current values (0 for unknown keys)."""
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
@@ -407,5 +432,7 @@ FAMILIES: dict[str, Family] = {
                description="similarity search over embeddings"),
         Family("tool", "vendo_register_tools", single=False, protocol=Tool,
                description="tools callable by agents and integrators"),
+        Family("counters", "vendo_register_counter_stores", single=True, protocol=CounterStore,
+               description="usage counters and rate-limit windows"),
     )
 }

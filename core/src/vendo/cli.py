@@ -25,7 +25,7 @@ from vendo.errors import ConfigError, VendoError
 
 _state: dict[str, Any] = {"config": None, "kernel": None}
 
-KERNEL_COMMANDS = ("serve", "plugins", "db", "config")
+KERNEL_COMMANDS = ("serve", "plugins", "db", "config", "plans")
 
 
 def cli_kernel() -> Any:
@@ -107,7 +107,9 @@ app = typer.Typer(
 plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True, rich_markup_mode=None)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True, rich_markup_mode=None)
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True, rich_markup_mode=None)
+plans_app = typer.Typer(help="The plan catalog: load, show, assign.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(plugins_app, name="plugins")
+app.add_typer(plans_app, name="plans")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
@@ -284,6 +286,69 @@ def db_current() -> None:
     _print_status(status)
     if not status.up_to_date:
         raise typer.Exit(1)
+
+
+# -- plans ----------------------------------------------------------------------------
+
+
+@plans_app.command("load")
+def plans_load(path: Path = typer.Argument(..., help="A TOML catalog file.")) -> None:
+    """Validate a catalog file and make it the current version (unchanged content: no new version)."""
+    from vendo.entitlements.catalog import load_catalog
+
+    catalog = load_catalog(path)
+    kernel = cli_kernel()
+    kernel.check_database()
+    version, changed = kernel.entitlements.load_catalog(catalog, source=str(path))
+    state = "loaded as" if changed else "unchanged:"
+    typer.echo(f"{state} catalog version {version}: {len(catalog.plans)} plans, {len(catalog.features)} features")
+
+
+@plans_app.command("show")
+def plans_show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Print the current catalog: plans, prices and what each grants."""
+    kernel = cli_kernel()
+    kernel.check_database()
+    catalog = kernel.entitlements.catalog()
+    if as_json:
+        typer.echo(json.dumps(catalog.model_dump(mode="json"), indent=2))
+        return
+    for plan in catalog.ordered_plans():
+        prices = ", ".join(
+            f"{p.amount} {p.currency.upper()}/{p.interval}" + (f" + {p.per_seat}/seat" if p.per_seat else "")
+            for p in plan.prices
+        ) or "free"
+        flags = " (default)" if plan.default else ""
+        trial = f", {plan.trial_days}-day trial" if plan.trial_days else ""
+        typer.echo(f"{plan.id}{flags}: {plan.name} - {prices}{trial}")
+        for name, grant in plan.features.items():
+            kind = catalog.features[name].kind
+            if kind == "boolean":
+                value = "yes" if grant.enabled else "no"
+            else:
+                value = "unlimited" if grant.limit is None else str(grant.limit)
+                if kind == "metered":
+                    value += f" per {grant.period or catalog.features[name].period}"
+                if grant.per_member is not None:
+                    value += f" (at most {grant.per_member} per member)"
+            typer.echo(f"    {name}: {value}")
+
+
+@plans_app.command("assign")
+def plans_assign(
+    subject: str = typer.Argument(..., help="A workspace id (ws_...) or a user id."),
+    plan: str = typer.Argument(..., help="A plan id of the current catalog."),
+    trial: bool = typer.Option(False, help="Start the plan's trial instead."),
+) -> None:
+    """Put a subject on a plan without payment (administrators, self-hosters)."""
+    kernel = cli_kernel()
+    kernel.check_database()
+    with kernel.session() as session:
+        assignment = kernel.entitlements.assign(session, subject, plan, status="trialing" if trial else "active")
+        kernel.audit.record(session, "plan.assigned", actor_label="cli",
+                            workspace=subject if subject.startswith("ws_") else None, target_type="subject",
+                            target_id=subject, details={"plan": plan, "status": assignment.status})
+    typer.echo(f"{subject} is on {plan} ({assignment.status})")
 
 
 # -- config ---------------------------------------------------------------------------

@@ -344,6 +344,25 @@ def vendo_register_vector_stores(
 
 
 @hookspec
+def vendo_register_counter_stores(
+    register: Callable[[str, Any], None], kernel: Kernel, settings: PluginSettings | None
+) -> None:
+    """Register counter stores: where usage counters and rate-limit windows are kept.
+
+    Family ``counters``, exactly one active (``providers.counters`` when several). The kernel
+    registers ``sql`` (the database, counters in the caller's transaction); a store plugin
+    (Redis...) implements :class:`vendo.CounterStore`: an atomic
+    "add to several counters only if all stay within their limits".
+
+    :param register: ``register(name: str, store: CounterStore) -> None``.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
 def vendo_register_tools(
     register: Callable[[str, Any], None], kernel: Kernel, settings: PluginSettings | None
 ) -> None:

@@ -27,6 +27,7 @@ from vendo.config import (
 from vendo.db import make_engine, sqlite_path, utcnow
 from vendo.errors import ConfigError, DatabaseError, StartupError, VendoError
 from vendo.hooks import HookCallError, Hooks
+from vendo.entitlements.service import Entitlements
 from vendo.identity.audit import Audit
 from vendo.identity.service import Identity
 from vendo.identity.sessions import Sessions
@@ -66,6 +67,7 @@ class Kernel:
         self.identity = Identity(self)
         self.sessions = Sessions(self)
         self.audit = Audit(self)
+        self.entitlements = Entitlements(self)
         self._secrets: Secrets | None = None
         self.plugins: list[PluginInfo] = []
         self.routes: list[tuple[str, Any, str]] = []

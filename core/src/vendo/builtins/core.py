@@ -79,6 +79,14 @@ def vendo_register_authenticators(register: Any, kernel: Any) -> None:
 
 
 @hookimpl
+def vendo_register_counter_stores(register: Any) -> None:
+    """The ``sql`` counter store: counters in the database, in the caller's transaction."""
+    from vendo.entitlements.store import SQLCounterStore
+
+    register("sql", SQLCounterStore())
+
+
+@hookimpl
 def vendo_register_routes(register: Any, kernel: Any) -> None:
     """Identity routes (me, sessions, workspaces, members, invitations, audit) and
     ``GET /api/v1/plugins`` (plugins with versions, statuses and hooks, like Datasette's)."""
@@ -87,6 +95,9 @@ def vendo_register_routes(register: Any, kernel: Any) -> None:
     from vendo.identity.endpoints import build_router
 
     register(build_router(kernel))
+    from vendo.entitlements.endpoints import build_router as entitlement_routes
+
+    register(entitlement_routes(kernel))
     router = APIRouter(tags=["kernel"])
 
     @router.get("/plugins", summary="Installed plugins and their status")

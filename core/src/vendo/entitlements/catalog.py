@@ -1,0 +1,283 @@
+"""The plan catalog: plans, prices, features and add-ons, declared in a TOML file.
+
+::
+
+    currency = "eur"                      # the catalog's default currency
+
+    [features.semantic_search]
+    kind = "metered"                      # boolean | limit | metered
+    period = "month"                      # minute | hour | day | month | lifetime (metered)
+    description = "AI semantic search requests"
+
+    [plans.basic]
+    name = "Basic"
+    default = true                        # what a subject without a subscription gets
+    features = { semantic_search = { limit = 30, period = "lifetime" }, max_notebooks = 3 }
+
+    [plans.pro]
+    name = "Pro"
+    trial_days = 14
+    prices = [{ interval = "month", currency = "eur", amount = "9.90" },
+              { interval = "year", currency = "eur", amount = "99.00" }]
+    features = { semantic_search = 100, max_notebooks = "unlimited" }
+
+A feature value is ``true``/``false`` (boolean), a number or ``"unlimited"`` (limit and
+metered), or a table ``{ limit = 30, period = "lifetime", per_member = 10 }`` to override the
+period or cap each member's share of a pooled workspace quota.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vendo.errors import ConfigError, NotFound
+from vendo.identity.roles import Role
+
+Kind = Literal["boolean", "limit", "metered"]
+Period = Literal["minute", "hour", "day", "month", "lifetime"]
+UNLIMITED = "unlimited"
+_ID = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureDefinition(_Strict):
+    """A feature of the product, independent of plans."""
+
+    kind: Kind
+    period: Period = "month"
+    description: str = ""
+    unit: str = "request"
+    min_role: Role = Role.MEMBER
+    failure_policy: Literal["fail_closed", "fail_open"] | None = None
+
+    @property
+    def policy(self) -> str:
+        """What to do when the counter store is unreachable: metered features fail closed by default."""
+        return self.failure_policy or ("fail_closed" if self.kind == "metered" else "fail_open")
+
+
+class Grant(_Strict):
+    """What one plan grants of one feature (``limit`` ``None`` means unlimited)."""
+
+    enabled: bool = True
+    limit: int | None = None
+    period: Period | None = None
+    per_member: int | None = Field(None, ge=0)
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _unlimited(cls, value: Any) -> Any:
+        return None if value == UNLIMITED else value
+
+    @field_validator("limit")
+    @classmethod
+    def _non_negative(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError("a limit is 0 or more, or \"unlimited\"")
+        return value
+
+
+class Price(_Strict):
+    """A price of a plan or add-on: ``amount`` per interval, plus ``per_seat`` for each seat."""
+
+    interval: Literal["month", "year"]
+    currency: str = Field(..., pattern=r"^[a-z]{3}$")
+    amount: Decimal = Field(..., ge=0)
+    per_seat: Decimal = Field(Decimal(0), ge=0)
+    min_seats: int = Field(1, ge=1)
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Plan(_Strict):
+    """A plan: prices, a trial and what it grants."""
+
+    id: str
+    name: str
+    default: bool = False
+    trial_days: int = Field(0, ge=0)
+    prices: tuple[Price, ...] = ()
+    features: dict[str, Grant] = Field(default_factory=dict)
+    add_ons: tuple[str, ...] = ()
+    licensed: bool = False
+
+    def monthly_price(self, currency: str) -> Decimal | None:
+        """The plan's monthly price in ``currency`` at its minimum seats (a twelfth of a yearly
+        one), or ``None``."""
+        for interval, divisor in (("month", 1), ("year", 12)):
+            for price in self.prices:
+                if price.interval == interval and price.currency == currency:
+                    return (price.amount + price.per_seat * price.min_seats) / divisor
+        return None
+
+
+class AddOn(_Strict):
+    """Stacks on a plan: adds to feature limits (e.g. +5 collaborators, +1000 AI requests)."""
+
+    id: str
+    name: str
+    prices: tuple[Price, ...] = ()
+    adds: dict[str, int] = Field(default_factory=dict)
+
+
+class Catalog(_Strict):
+    """Every plan, feature and add-on, validated as a whole."""
+
+    currency: str = "usd"
+    features: dict[str, FeatureDefinition]
+    plans: dict[str, Plan]
+    add_ons: dict[str, AddOn] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for section in ("plans", "add_ons"):
+            items = data.get(section) or {}
+            if isinstance(items, dict):
+                data[section] = {key: {"id": key, **value} if isinstance(value, dict) else value
+                                 for key, value in items.items()}
+        for plan in (data.get("plans") or {}).values():
+            if isinstance(plan, dict) and isinstance(plan.get("features"), dict):
+                plan["features"] = {name: _grant(value) for name, value in plan["features"].items()}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalog:
+        for name in list(self.features) + list(self.plans) + list(self.add_ons):
+            if not _ID.match(name):
+                raise ValueError(f"'{name}': ids are lowercase letters, digits, '_' or '-' (start with a letter)")
+        defaults = [p.id for p in self.plans.values() if p.default]
+        if len(defaults) != 1:
+            raise ValueError(f"exactly one plan must be `default = true` (found {len(defaults)}: {defaults})")
+        for plan in self.plans.values():
+            for feature, grant in plan.features.items():
+                definition = self.features.get(feature)
+                if definition is None:
+                    raise ValueError(f"plans.{plan.id}.features.{feature}: not declared under [features]")
+                if definition.kind == "boolean" and (grant.limit is not None or grant.period or grant.per_member):
+                    raise ValueError(f"plans.{plan.id}.features.{feature}: a boolean feature takes true or false")
+                if definition.kind != "metered" and (grant.period or grant.per_member is not None):
+                    raise ValueError(f"plans.{plan.id}.features.{feature}: period and per_member are for metered features")
+            for add_on in plan.add_ons:
+                if add_on not in self.add_ons:
+                    raise ValueError(f"plans.{plan.id}.add_ons: unknown add-on '{add_on}'")
+        for add_on in self.add_ons.values():
+            for feature in add_on.adds:
+                if feature not in self.features or self.features[feature].kind == "boolean":
+                    raise ValueError(f"add_ons.{add_on.id}.adds.{feature}: not a limit or metered feature")
+        return self
+
+    @property
+    def default_plan(self) -> Plan:
+        """The plan of subjects without a subscription."""
+        return next(p for p in self.plans.values() if p.default)
+
+    def plan(self, plan_id: str) -> Plan:
+        """A plan by id.
+
+        :raises NotFound: ``unknown_plan``.
+        """
+        if plan_id not in self.plans:
+            raise NotFound(f"unknown plan '{plan_id}'", code="unknown_plan")
+        return self.plans[plan_id]
+
+    def feature(self, name: str) -> FeatureDefinition:
+        """A feature by name.
+
+        :raises NotFound: ``unknown_feature``.
+        """
+        if name not in self.features:
+            raise NotFound(f"unknown feature '{name}'", code="unknown_feature")
+        return self.features[name]
+
+    def ordered_plans(self) -> list[Plan]:
+        """Plans from cheapest to most expensive (monthly, in the catalog currency; unpriced
+        non-default plans, e.g. "contact us" tiers, last)."""
+        def price(plan: Plan) -> tuple[int, Decimal]:
+            if plan.default:
+                return (0, Decimal(0))
+            value = plan.monthly_price(self.currency)
+            return (1, value) if value is not None else (2, Decimal(0))
+
+        return sorted(self.plans.values(), key=price)
+
+
+def _grant(value: Any) -> Any:
+    if isinstance(value, bool):
+        return {"enabled": value, "limit": None}
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return {"limit": value}
+    return value
+
+
+def parse_catalog(data: dict[str, Any], source: str = "catalog", text: str | None = None) -> Catalog:
+    """Validate catalog data.
+
+    :raises ConfigError: naming the source, the line (when ``text`` is given) and the field.
+    """
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = [str(part) for part in error["loc"]]
+            field = ".".join(loc) or "(catalog)"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown field"
+            line = _line_of(text, loc) if text else None
+            problems.append(f"{source}{f':{line}' if line else ''}: {field}: {message}")
+        raise ConfigError("; ".join(problems)) from None
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Read and validate a TOML catalog file.
+
+    :raises ConfigError: unreadable file, TOML syntax (with its line) or invalid content.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the catalog: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_catalog(data, str(path), text)
+
+
+def _line_of(text: str, loc: list[str]) -> int | None:
+    """Best effort: the line of the key ``loc`` names, inside the deepest table header of
+    ``loc`` present in ``text`` (or that header's line)."""
+    lines = text.splitlines()
+    for depth in range(len(loc), 0, -1):
+        header = ".".join(loc[:depth])
+        for number, line in enumerate(lines):
+            if line.strip() not in (f"[{header}]", f"[[{header}]]"):
+                continue
+            if depth == len(loc):
+                return number + 1
+            key = re.escape(loc[depth])
+            for offset in range(number + 1, len(lines)):
+                if lines[offset].lstrip().startswith("["):
+                    break
+                if re.match(rf"^\s*{key}\s*=", lines[offset]) or re.search(rf"[{{,]\s*{key}\s*=", lines[offset]):
+                    return offset + 1
+            return number + 1
+    return None
