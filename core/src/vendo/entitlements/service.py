@@ -320,6 +320,7 @@ class Entitlements:
                         period_start=ctx.start, amount=amount, tokens=tokens, cost=cost,
                         buckets=[b.key for b in ctx.buckets], details=dict(metadata or {}), created_at=ctx.now,
                     ))
+                    session.flush()  # a duplicate key fails here, before any counter moves
                     if gated:
                         values = self._store.try_add(session, ctx.buckets, amount)
                         if values is None:
