@@ -64,6 +64,11 @@ class Model(DeclarativeBase):
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite opens transactions lazily, before the first write only, which breaks
+    # SAVEPOINT: a savepoint opened first would start the transaction and its RELEASE would
+    # commit it. Vendo takes over: no implicit BEGIN, and an explicit one per transaction
+    # (SQLAlchemy's documented recipe for SQLite).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -89,6 +94,13 @@ def parse_url(url: str) -> URL:
             f"invalid database URL {_hide_password(url)!r}: expected e.g. sqlite:///path/vendo.db or "
             "postgresql+psycopg://user@host:5432/db (VENDO_DATABASE_URL)"
         ) from None
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # IMMEDIATE takes the write lock at the start: a transaction that reads then writes can
+    # never fail to upgrade its lock after another writer committed (SQLITE_BUSY_SNAPSHOT);
+    # waiting writers queue on busy_timeout instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -120,4 +132,5 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         ) from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
