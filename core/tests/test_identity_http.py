@@ -266,3 +266,28 @@ def test_duplicate_email_is_409_case_insensitively(world) -> None:
 def test_principal_dataclass_defaults() -> None:
     principal = Principal(subject="u")
     assert principal.scopes == frozenset() and principal.attributes == {} and principal.credential is None
+
+
+def test_workspace_credentials_cannot_act_on_the_account(world) -> None:
+    """A workspace-bound credential (an API key) never exports or erases its creator's account,
+    and sees only its own workspace in /me."""
+    from vendo import Principal
+
+    kernel, client, people, team = world
+
+    class KeyLike:
+        def authenticate(self, request):
+            if request.headers.get("x-test-key") == "k":
+                return Principal(subject=people["ada"]["id"], workspace=team, scopes=frozenset({"notes:read"}),
+                                 method="api_key", credential="key_1")
+            return None
+
+    from vendo.providers import Registration
+
+    kernel.providers.commit([Registration("auth", "test-key", KeyLike(), "test")])
+    kernel.providers.configure({"auth": ["test-key", "session"]})
+    headers = {"x-test-key": "k"}
+    assert [w["id"] for w in client.get("/api/v1/me", headers=headers).json()["workspaces"]] == [team]
+    for response in (client.get("/api/v1/me/export", headers=headers), client.delete("/api/v1/me", headers=headers)):
+        assert response.status_code == 403 and response.json()["error"]["code"] == "user_required"
+    assert client.get("/api/v1/me", headers=auth(people, "ada")).status_code == 200  # still there

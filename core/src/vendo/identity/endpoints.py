@@ -57,17 +57,22 @@ def build_router(kernel: Kernel) -> APIRouter:
     def me(principal: Principal = Depends(current_principal)) -> dict[str, Any]:
         with kernel.session() as session:
             user = identity.user(session, principal.subject)
-            return {"id": user.id, "email": user.email, "name": user.name,
-                    "email_verified": user.email_verified_at is not None, "method": principal.method,
-                    "workspaces": identity.memberships(session, user.id)}
+            workspaces = identity.memberships(session, user.id)
+        if principal.workspace is not None:  # a workspace credential sees its workspace only
+            workspaces = [w for w in workspaces if w["id"] == principal.workspace]
+        return {"id": user.id, "email": user.email, "name": user.name,
+                "email_verified": user.email_verified_at is not None, "method": principal.method,
+                "workspaces": workspaces}
 
     @router.get("/me/export", summary="Everything held about me (GDPR), as one JSON document")
     def export(principal: Principal = Depends(current_principal)) -> dict[str, Any]:
+        _user_only(principal)
         with kernel.session() as session:
             return identity.export_user(session, principal.subject)
 
     @router.delete("/me", status_code=204, summary="Delete my account (GDPR)")
     def erase(request: Request, principal: Principal = Depends(current_principal)) -> None:
+        _user_only(principal)
         with kernel.session() as session:
             identity.erase_user(session, principal.subject, request=request)
 
