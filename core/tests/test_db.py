@@ -22,7 +22,7 @@ KERNEL_TABLES = {"vendo_outbox_events", "vendo_outbox_deliveries", "vendo_users"
                  "vendo_memberships", "vendo_invitations", "vendo_refresh_tokens", "vendo_audit_log",
                  "vendo_catalog_versions", "vendo_plan_assignments", "vendo_usage_counters", "vendo_usage_ledger",
                  "vendo_usage_holds"}
-KERNEL_HEAD = "vendo_0003"
+KERNEL_HEAD = "vendo_0004"
 
 PLUGIN_REVISION = textwrap.dedent(
     '''

@@ -316,6 +316,10 @@ class DictStore:
     def read(self, session, keys):
         return [self.values.get(k, 0) for k in keys]
 
+    def overwrite(self, session, values):
+        with self.lock:
+            self.values.update(values)
+
 
 class MemoryCounters:
     def __init__(self) -> None:

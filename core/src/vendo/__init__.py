@@ -45,10 +45,14 @@ from vendo.capabilities import (
     VectorMatch,
     VectorStore,
     Verification,
+    counter_key,
+    counter_period,
+    on_rollback,
 )
 from vendo.errors import (
     ConfigError,
     Conflict,
+    CounterStoreUnavailable,
     DatabaseError,
     DuplicateProviderError,
     Forbidden,
@@ -69,7 +73,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from vendo.cli import cli_kernel
     from vendo.config import PluginSettings, Settings, load_settings
     from vendo.db import Model, utcnow
-    from vendo.entitlements.endpoints import require_feature
+    from vendo.entitlements.endpoints import rate_limit_headers, rate_limited, require_feature
+    from vendo.entitlements.ratelimit import RateLimited, RateLimitResult
     from vendo.identity.auth import (
         WorkspaceAccess,
         current_principal,
@@ -83,6 +88,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _LAZY = {
     "require_feature": "vendo.entitlements.endpoints",
+    "rate_limited": "vendo.entitlements.endpoints",
+    "rate_limit_headers": "vendo.entitlements.endpoints",
+    "RateLimited": "vendo.entitlements.ratelimit",
+    "RateLimitResult": "vendo.entitlements.ratelimit",
     "current_principal": "vendo.identity.auth",
     "optional_principal": "vendo.identity.auth",
     "require_role": "vendo.identity.auth",
@@ -120,6 +129,7 @@ __all__ = [
     "BillingProvider",
     "Bucket",
     "CounterStore",
+    "CounterStoreUnavailable",
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
@@ -156,6 +166,8 @@ __all__ = [
     "PluginSettings",
     "Principal",
     "ProviderNotConfigured",
+    "RateLimitResult",
+    "RateLimited",
     "Settings",
     "StartupError",
     "Tool",
@@ -165,13 +177,18 @@ __all__ = [
     "current_principal",
     "optional_principal",
     "require_permission",
+    "rate_limit_headers",
+    "rate_limited",
     "require_feature",
     "require_role",
     "require_scope",
     "Role",
     "WorkspaceAccess",
+    "counter_key",
+    "counter_period",
     "create_app",
     "hookimpl",
+    "on_rollback",
     "load_settings",
     "utcnow",
 ]

@@ -23,10 +23,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vendo._version import __version__
 from vendo.config import Settings
-from vendo.errors import VendoError
+from vendo.errors import CounterStoreUnavailable, VendoError
 from vendo.kernel import Kernel
 
 log = logging.getLogger("vendo.http")
+
+#: Seconds between two runs of the usage journal (``kernel.entitlements.maintain``) in the server.
+JOURNAL_INTERVAL = 5.0
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -165,11 +168,37 @@ def _install_kernel_routes(app: FastAPI, kernel: Kernel) -> None:
             return Response(kernel.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+async def run_usage_journal(kernel: Kernel, stop: asyncio.Event, interval: float = JOURNAL_INTERVAL) -> None:
+    """Until ``stop`` is set, every ``interval`` seconds: restore a counter store that lost its
+    data from the ledger and apply the usage journalled while it was unreachable (in a worker
+    thread). A failure is logged once until it changes; nothing here stops the server."""
+    failing: str | None = None
+    while not stop.is_set():
+        try:
+            applied = await asyncio.to_thread(kernel.entitlements.maintain)
+            if failing is not None or applied:
+                log.warning("usage journal: %d journalled usage record(s) applied", applied)
+            failing = None
+        except CounterStoreUnavailable as exc:
+            if failing != exc.message:
+                log.warning("counter store unavailable (%s): usage is journalled until it is back", exc.message)
+            failing = exc.message
+        except Exception as exc:
+            if failing != repr(exc):
+                log.exception("applying the usage journal failed")
+            failing = repr(exc)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except asyncio.TimeoutError:
+            pass
+
+
 def create_app(kernel: Kernel | None = None, *, settings: Settings | None = None) -> FastAPI:
     """Build the HTTP app around ``kernel`` (a new one from ``settings`` by default).
 
     Plugins are loaded now, so their routers are mounted; the database check, the
-    ``vendo_startup`` hooks and the outbox dispatcher run in the app's lifespan.
+    ``vendo_startup`` hooks, the outbox dispatcher and the usage journal
+    (:func:`run_usage_journal`) run in the app's lifespan.
     """
     kernel = kernel if kernel is not None else Kernel(settings)
     kernel.load()
@@ -181,12 +210,14 @@ def create_app(kernel: Kernel | None = None, *, settings: Settings | None = None
         dispatcher = None
         if kernel.settings.outbox.dispatch_in_server:
             dispatcher = asyncio.create_task(kernel.outbox.run(stop), name="vendo-outbox")
+        journal = asyncio.create_task(run_usage_journal(kernel, stop, JOURNAL_INTERVAL), name="vendo-usage-journal")
         try:
             yield
         finally:
             stop.set()
             if dispatcher is not None:
                 await dispatcher
+            await journal
             await kernel.stop()
 
     app = FastAPI(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator, Awaitable, Literal, Mapping, Protocol, runtime_checkable
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -392,6 +392,42 @@ class VectorStore(Protocol):
 
 # -- counters ------------------------------------------------------------------------------
 
+#: The periods a counter key can name: quota periods (``lifetime`` never resets) and the
+#: windows of request rate limits (``second`` to ``day``).
+COUNTER_PERIODS = ("second", "minute", "hour", "day", "month", "lifetime")
+
+#: Key of ``session.info`` holding the undo actions registered with :func:`on_rollback`.
+COMPENSATIONS = "vendo.compensations"
+
+
+def counter_key(subject: str, feature: str, period: str, start: datetime) -> str:
+    """The key of the counter of ``subject`` (a subject id, or ``<workspace>/<member>`` for a
+    member's share of a pooled quota) for ``feature`` in the period starting at ``start``
+    (UTC): ``<subject>:<feature>:<period>:<YYYYmmddTHHMM>``. Stores treat keys as opaque
+    strings except for :func:`counter_period`."""
+    return f"{subject}:{feature}:{period}:{start.strftime('%Y%m%dT%H%M')}"
+
+
+def counter_period(key: str) -> str | None:
+    """The period a counter key ends with, ``<...>:<period>:<start>`` (quota counters made by
+    :func:`counter_key`, rate-limit windows ``rl:<scope>:<window>:<epoch>``), or ``None``.
+    Stores use it to let the counters of finished periods expire and keep ``lifetime`` ones."""
+    parts = key.rsplit(":", 2)
+    return parts[1] if len(parts) == 3 and parts[1] in COUNTER_PERIODS else None
+
+
+def on_rollback(session: Any, undo: Callable[[], None]) -> None:
+    """Register ``undo`` to run if ``session``'s transaction does not commit.
+
+    For counter stores whose writes live outside the database (Redis...): after moving a
+    counter, register the opposite move, so a counter never keeps units whose ledger entry
+    was rolled back. The entitlement service runs the actions of a failed transaction in
+    reverse order and drops them once it commits. ``session`` may be ``None`` (nothing to
+    undo into)."""
+    if session is not None:
+        session.info.setdefault(COMPENSATIONS, []).append(undo)
+
+
 @dataclass(frozen=True)
 class Bucket:
     """One counter to move, and the limit it must stay within (``None``: unlimited)."""
@@ -402,17 +438,34 @@ class Bucket:
 
 @runtime_checkable
 class CounterStore(Protocol):
-    """The counters family's protocol."""
+    """The counters family's protocol.
+
+    ``session`` is the SQLAlchemy session of the caller's transaction, where the usage
+    ledger entry of the same operation is written. A store inside the database (``sql``)
+    writes through it, so counter and ledger commit together. A store outside it registers,
+    for every move, the opposite move with :func:`on_rollback`. A store that cannot be
+    reached raises :class:`vendo.CounterStoreUnavailable` (and changes nothing); each
+    feature's failure policy then decides (``fail_closed``: the caller gets a 503;
+    ``fail_open``: allowed, journalled and applied later). A store that lost its data (a
+    restart without persistence) raises it with ``details["reason"] == "lost"`` until
+    :meth:`overwrite` has restored it from the ledger.
+    """
 
     def try_add(self, session: Any, buckets: list[Bucket], amount: int) -> list[int] | None:
         """Add ``amount`` to every bucket if all stay within their limits; return the new
-        values, or ``None`` (and change nothing) when one would exceed its limit."""
+        values, or ``None`` (and change nothing) when one would exceed its limit. Atomic
+        across buckets and across processes."""
 
     def add(self, session: Any, buckets: list[Bucket], amount: int) -> list[int]:
         """Add ``amount`` (possibly negative) unconditionally; return the new values."""
 
     def read(self, session: Any, keys: list[str]) -> list[int]:
         """Current values (0 for unknown keys)."""
+
+    def overwrite(self, session: Any, values: dict[str, int]) -> None:
+        """Set each counter of ``values`` to its value (``vendo usage rebuild``: totals
+        recomputed from the ledger). Not undone on rollback: the values come from committed
+        data. Afterwards a store that had lost its data counts again."""
 
 
 FAMILIES: dict[str, Family] = {

@@ -25,7 +25,7 @@ from vendo.errors import ConfigError, VendoError
 
 _state: dict[str, Any] = {"config": None, "kernel": None}
 
-KERNEL_COMMANDS = ("serve", "plugins", "db", "config", "plans")
+KERNEL_COMMANDS = ("serve", "plugins", "db", "config", "plans", "usage")
 
 
 def cli_kernel() -> Any:
@@ -108,8 +108,11 @@ plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=Tru
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True, rich_markup_mode=None)
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True, rich_markup_mode=None)
 plans_app = typer.Typer(help="The plan catalog: load, show, assign.", no_args_is_help=True, rich_markup_mode=None)
+usage_app = typer.Typer(help="Usage counters: rebuild them from the ledger, reconcile drift.", no_args_is_help=True,
+                        rich_markup_mode=None)
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(plans_app, name="plans")
+app.add_typer(usage_app, name="usage")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
@@ -349,6 +352,55 @@ def plans_assign(
                             workspace=subject if subject.startswith("ws_") else None, target_type="subject",
                             target_id=subject, details={"plan": plan, "status": assignment.status})
     typer.echo(f"{subject} is on {plan} ({assignment.status})")
+
+
+# -- usage ----------------------------------------------------------------------------
+
+
+def _usage_kernel() -> Any:
+    kernel = cli_kernel()
+    kernel.providers.configure(kernel.settings.providers)
+    kernel.check_database()
+    return kernel
+
+
+def _store_name(kernel: Any) -> str:
+    return next((r.name for r in kernel.providers.registered("counters")
+                 if r.provider is kernel.providers.get("counters")), "counters")
+
+
+@usage_app.command("rebuild")
+def usage_rebuild(
+    all_periods: bool = typer.Option(False, "--all-periods", help="Every counter the ledger knows, not only the "
+                                                                   "current periods'."),
+) -> None:
+    """Recompute the counters from the usage ledger and the open holds, and write them into the
+    active counter store (after it lost its data, e.g. Redis restarted without persistence)."""
+    kernel = _usage_kernel()
+    count = kernel.entitlements.rebuild_counters(all_periods=all_periods)
+    typer.echo(f"rebuilt {count} counter{'s' * (count != 1)} in the {_store_name(kernel)} store")
+
+
+@usage_app.command("reconcile")
+def usage_reconcile(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report drift without fixing it (exit 1 if any)."),
+    all_periods: bool = typer.Option(False, "--all-periods", help="Every counter the ledger knows, not only the "
+                                                                   "current periods'."),
+) -> None:
+    """Apply the journal, compare every counter with the ledger and fix the ones that drifted."""
+    kernel = _usage_kernel()
+
+    def report(key: str, store: int, ledger: int) -> None:
+        typer.echo(f"{key}: store {store}, ledger {ledger}")
+
+    keys = kernel.entitlements.reconcile(fix=not dry_run, all_periods=all_periods, on_drift=report)
+    if not keys:
+        typer.echo(f"no drift: the {_store_name(kernel)} store agrees with the ledger")
+    elif dry_run:
+        typer.echo(f"{len(keys)} counter{'s' * (len(keys) != 1)} drifted (not fixed: --dry-run)")
+        raise typer.Exit(1)
+    else:
+        typer.echo(f"fixed {len(keys)} counter{'s' * (len(keys) != 1)}")
 
 
 # -- config ---------------------------------------------------------------------------

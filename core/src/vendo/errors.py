@@ -76,6 +76,19 @@ class ProviderNotConfigured(VendoError):
     status_code = 503
 
 
+class CounterStoreUnavailable(VendoError):
+    """The counter store (Redis...) cannot be reached, or lost its data and waits for
+    ``vendo usage rebuild``. Metered features failing closed answer 503 with this code;
+    features failing open are allowed, their usage journalled and applied later.
+
+    ``details["reason"]`` is ``"unreachable"`` or ``"lost"``.
+    """
+
+    code = "counter_store_unavailable"
+    status_code = 503
+    headers = {"Retry-After": "5"}
+
+
 class NotFound(VendoError):
     """The requested resource does not exist (or is not visible to the caller)."""
 

@@ -352,7 +352,11 @@ def vendo_register_counter_stores(
     Family ``counters``, exactly one active (``providers.counters`` when several). The kernel
     registers ``sql`` (the database, counters in the caller's transaction); a store plugin
     (Redis...) implements :class:`vendo.CounterStore`: an atomic
-    "add to several counters only if all stay within their limits".
+    "add to several counters only if all stay within their limits", plus ``add``, ``read``
+    and ``overwrite`` (``vendo usage rebuild``). A store outside the database registers the
+    opposite of every move with :func:`vendo.on_rollback` (the ledger entry of the same call
+    may still roll back) and raises :class:`vendo.CounterStoreUnavailable` when unreachable,
+    so each feature's failure policy applies.
 
     :param register: ``register(name: str, store: CounterStore) -> None``.
     :param kernel: the kernel.

@@ -27,6 +27,8 @@ from vendo.config import (
 from vendo.db import make_engine, sqlite_path, utcnow
 from vendo.errors import ConfigError, DatabaseError, StartupError, VendoError
 from vendo.hooks import HookCallError, Hooks
+from vendo.entitlements.flags import Flags
+from vendo.entitlements.ratelimit import RateLimiter
 from vendo.entitlements.service import Entitlements
 from vendo.identity.audit import Audit
 from vendo.identity.service import Identity
@@ -68,6 +70,8 @@ class Kernel:
         self.sessions = Sessions(self)
         self.audit = Audit(self)
         self.entitlements = Entitlements(self)
+        self.rate_limits = RateLimiter(self)
+        self.flags = Flags(self)
         self._secrets: Secrets | None = None
         self.plugins: list[PluginInfo] = []
         self.routes: list[tuple[str, Any, str]] = []

@@ -24,6 +24,23 @@
 A feature value is ``true``/``false`` (boolean), a number or ``"unlimited"`` (limit and
 metered), or a table ``{ limit = 30, period = "lifetime", per_member = 10 }`` to override the
 period or cap each member's share of a pooled workspace quota.
+
+Request rate limits and feature flags are declared in the same file::
+
+    [plans.pro]
+    rate_limits = { per_minute = 300, per_day = 10000 }   # per_second, per_minute, per_hour, per_day
+
+    [rate_limit_tiers.partner]            # an API key whose rate_limit_tier is "partner"
+    per_minute = 1000                     # gets these limits instead of its plan's
+    per_day = 100000
+
+    [flags.paywall-v2]
+    description = "The new paywall"
+    default = false                       # the answer for plans the rollout does not name
+    rollout = { basic = 50, pro = 0 }     # percent of each plan's subjects who get the flag
+
+A plan without ``rate_limits`` (or a tier with no window) is not rate limited. Rate limits
+and flags are operational settings: they always follow the current catalog version.
 """
 
 from __future__ import annotations
@@ -32,17 +49,27 @@ import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vendo.errors import ConfigError, NotFound
 from vendo.identity.roles import Role
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vendo.kernel import Kernel
+
 Kind = Literal["boolean", "limit", "metered"]
 Period = Literal["minute", "hour", "day", "month", "lifetime"]
 UNLIMITED = "unlimited"
 _ID = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_TIER = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")  # the API-key plugin's tier names
+
+#: A whole percentage, 0 to 100 (a rollout).
+Percent = Annotated[int, Field(ge=0, le=100, strict=True)]
+
+#: Rate-limit windows: their catalog key and length in seconds, shortest first.
+WINDOWS: dict[str, int] = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
 class _Strict(BaseModel):
@@ -101,8 +128,30 @@ class Price(_Strict):
         return value.lower() if isinstance(value, str) else value
 
 
+class RateLimits(_Strict):
+    """Requests allowed per fixed window (UTC, aligned on the epoch); ``None``: no limit."""
+
+    per_second: int | None = Field(None, gt=0, strict=True)
+    per_minute: int | None = Field(None, gt=0, strict=True)
+    per_hour: int | None = Field(None, gt=0, strict=True)
+    per_day: int | None = Field(None, gt=0, strict=True)
+
+    def windows(self) -> list[tuple[str, int, int]]:
+        """``(window, length in seconds, limit)`` of every limited window, shortest first."""
+        return [(window, seconds, limit) for window, seconds in WINDOWS.items()
+                if (limit := getattr(self, f"per_{window}")) is not None]
+
+
+class FlagDefinition(_Strict):
+    """A feature flag: on for a percentage of each plan's subjects, ``default`` elsewhere."""
+
+    description: str = ""
+    default: bool = Field(False, strict=True)
+    rollout: dict[str, Percent] = Field(default_factory=dict)
+
+
 class Plan(_Strict):
-    """A plan: prices, a trial and what it grants."""
+    """A plan: prices, a trial, what it grants and its request rate limits."""
 
     id: str
     name: str
@@ -112,6 +161,7 @@ class Plan(_Strict):
     features: dict[str, Grant] = Field(default_factory=dict)
     add_ons: tuple[str, ...] = ()
     licensed: bool = False
+    rate_limits: RateLimits | None = None
 
     def monthly_price(self, currency: str) -> Decimal | None:
         """The plan's monthly price in ``currency`` at its minimum seats (a twelfth of a yearly
@@ -133,12 +183,14 @@ class AddOn(_Strict):
 
 
 class Catalog(_Strict):
-    """Every plan, feature and add-on, validated as a whole."""
+    """Every plan, feature, add-on, rate-limit tier and flag, validated as a whole."""
 
     currency: str = "usd"
     features: dict[str, FeatureDefinition]
     plans: dict[str, Plan]
     add_ons: dict[str, AddOn] = Field(default_factory=dict)
+    rate_limit_tiers: dict[str, RateLimits] = Field(default_factory=dict)
+    flags: dict[str, FlagDefinition] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -158,9 +210,17 @@ class Catalog(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalog:
-        for name in list(self.features) + list(self.plans) + list(self.add_ons):
+        for name in list(self.features) + list(self.plans) + list(self.add_ons) + list(self.flags):
             if not _ID.match(name):
                 raise ValueError(f"'{name}': ids are lowercase letters, digits, '_' or '-' (start with a letter)")
+        for tier in self.rate_limit_tiers:
+            if not _TIER.match(tier):
+                raise ValueError(f"rate_limit_tiers.{tier}: tier names are 1 to 40 lowercase letters, digits, "
+                                 "'_', '.' or '-' (start with a letter or digit)")
+        for name, flag in self.flags.items():
+            for plan in flag.rollout:
+                if plan not in self.plans:
+                    raise ValueError(f"flags.{name}.rollout.{plan}: unknown plan '{plan}'")
         defaults = [p.id for p in self.plans.values() if p.default]
         if len(defaults) != 1:
             raise ValueError(f"exactly one plan must be `default = true` (found {len(defaults)}: {defaults})")
@@ -205,6 +265,15 @@ class Catalog(_Strict):
             raise NotFound(f"unknown feature '{name}'", code="unknown_feature")
         return self.features[name]
 
+    def flag(self, name: str) -> FlagDefinition:
+        """A feature flag by name.
+
+        :raises NotFound: ``unknown_flag``.
+        """
+        if name not in self.flags:
+            raise NotFound(f"unknown flag '{name}'", code="unknown_flag")
+        return self.flags[name]
+
     def ordered_plans(self) -> list[Plan]:
         """Plans from cheapest to most expensive (monthly, in the catalog currency; unpriced
         non-default plans, e.g. "contact us" tiers, last)."""
@@ -215,6 +284,17 @@ class Catalog(_Strict):
             return (1, value) if value is not None else (2, Decimal(0))
 
         return sorted(self.plans.values(), key=price)
+
+
+def current_catalog(kernel: Kernel) -> Catalog:
+    """The current catalog of ``kernel``: the newest version number (a small query), then
+    that version from the entitlement service's cache (its definition is read and validated
+    once, not on every call).
+
+    :raises NotFound: ``no_catalog``.
+    """
+    with kernel.session() as session:
+        return kernel.entitlements.catalog(kernel.entitlements.current_version(session), session)
 
 
 def _grant(value: Any) -> Any:

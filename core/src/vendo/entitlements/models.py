@@ -1,11 +1,12 @@
-"""Tables of plans, assignments, counters, the usage ledger and holds (migration ``vendo_0003``)."""
+"""Tables of plans, assignments, counters, the usage ledger and holds (migrations ``vendo_0003``
+and ``vendo_0004``: the ``applied`` journal flags)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, Index, String, UniqueConstraint, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vendo.db import BigIntPK, Model
@@ -50,13 +51,22 @@ class Counter(Model):
     updated_at: Mapped[datetime]
 
 
+#: The condition of rows whose counter move waits in the journal, as each database's planner
+#: matches the queries' ``applied = false`` against a partial index.
+PENDING = {"postgresql_where": text("NOT applied"), "sqlite_where": text("applied = 0")}
+
+
 class LedgerEntry(Model):
-    """One accepted usage record (consume, track, refund, commit), exactly once by idempotency key."""
+    """One accepted usage record (consume, track, refund, commit), exactly once by idempotency key.
+
+    ``applied`` is false while the entry's ``amount`` has not reached the counter store (it
+    was unreachable: the entry waits in the journal for ``apply_journal``)."""
 
     __tablename__ = "vendo_usage_ledger"
     __table_args__ = (
         UniqueConstraint("idempotency_key"),
         Index("ix_vendo_usage_ledger_subject_feature_period", "subject", "feature", "period_start"),
+        Index("ix_vendo_usage_ledger_pending", "id", **PENDING),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -72,12 +82,20 @@ class LedgerEntry(Model):
     buckets: Mapped[list[Any]] = mapped_column(JSON, default=list)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime]
+    applied: Mapped[bool] = mapped_column(default=True, server_default=true())
 
 
 class Hold(Model):
-    """Units reserved for work of unknown cost, counted at once, settled by commit or release."""
+    """Units reserved for work of unknown cost, counted at once, settled by commit or release.
+
+    ``applied`` says the counter store agrees with the hold's status: it counts the
+    ``amount`` while the hold is ``held`` and no longer once it is settled. It is false while
+    that move waits in the journal (the store was unreachable)."""
 
     __tablename__ = "vendo_usage_holds"
+    __table_args__ = (
+        Index("ix_vendo_usage_holds_pending", "id", **PENDING),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     subject: Mapped[str] = mapped_column(String(64))
@@ -90,3 +108,4 @@ class Hold(Model):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime]
     settled_at: Mapped[datetime | None]
+    applied: Mapped[bool] = mapped_column(default=True, server_default=true())

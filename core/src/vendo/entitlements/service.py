@@ -3,30 +3,50 @@
 A *subject* is a workspace id (``ws_...``: a pooled quota shared by its members) or a user id.
 For a workspace, ``member`` names the user acting, so a plan's ``per_member`` cap applies.
 Every accepted unit is written to the usage ledger once (unique idempotency key) in the same
-transaction as the SQL counters; a refused call writes nothing.
+transaction as the counter move: with the SQL store both commit together; with a store
+outside the database (Redis) the store registers the opposite move with
+:func:`vendo.on_rollback` and the service runs it if the transaction does not commit. A
+refused call writes nothing.
+
+When the counter store is unreachable, each feature follows its failure policy:
+``fail_closed`` (metered features by default) raises :class:`CounterStoreUnavailable` (503);
+``fail_open`` allows with ``fallback=True`` and records the usage in the ledger with
+``applied = false``, the *journal*, which :meth:`Entitlements.apply_journal` moves into the
+store once it is back (the server does it every few seconds). Settlements (``track``,
+``refund``, ``commit``, ``release``) are always journalled: the work they record happened.
+
+Every counter can be recomputed from the ledger (:meth:`Entitlements.rebuild_counters`) and
+compared with it (:meth:`Entitlements.reconcile`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
+import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, and_, bindparam, cast, delete, false, func, or_, select, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from vendo.capabilities import COMPENSATIONS, counter_key, counter_period
 from vendo.entitlements.catalog import Catalog, FeatureDefinition, Grant, Plan
 from vendo.entitlements.models import Assignment, CatalogVersion, Hold, LedgerEntry
 from vendo.entitlements.periods import period_end, period_start
-from vendo.entitlements.store import Bucket
-from vendo.errors import Conflict, InvalidInput, NotFound
+from vendo.entitlements.store import Bucket, SQLCounterStore
+from vendo.errors import Conflict, CounterStoreUnavailable, InvalidInput, NotFound
 
 if TYPE_CHECKING:  # pragma: no cover
     from vendo.kernel import Kernel
+
+log = logging.getLogger("vendo.entitlements")
 
 ACTIVE_STATUSES = ("active", "trialing")
 TIER_LIMITED = "TIER_LIMITED"
@@ -34,6 +54,13 @@ USER_QUOTA_EXHAUSTED = "USER_QUOTA_EXHAUSTED"
 WORKSPACE_QUOTA_EXHAUSTED = "WORKSPACE_QUOTA_EXHAUSTED"
 RATE_LIMITED = "RATE_LIMITED"
 SUBSCRIPTION_INACTIVE = "SUBSCRIPTION_INACTIVE"
+
+#: Ledger kinds whose ``amount`` moved the counters of their ``buckets``.
+COUNTED_KINDS = ("consume", "track", "refund", "commit")
+#: Quota periods whose current counters ``rebuild_counters``/``reconcile`` cover by default.
+QUOTA_PERIODS = ("minute", "hour", "day", "month", "lifetime")
+FALLBACK_MESSAGE = "allowed without the counter store (unreachable): the usage is journalled and counted when it is back"
+_STAMP = "%Y%m%dT%H%M"
 
 
 @dataclass
@@ -82,6 +109,15 @@ class _Context:
     buckets: list[Bucket]
 
 
+#: Statements of the hot path, built once (SQLAlchemy then reuses their compiled form).
+_ASSIGNMENTS = Assignment.__table__.c
+_ASSIGNMENT = select(_ASSIGNMENTS.plan_id, _ASSIGNMENTS.catalog_version, _ASSIGNMENTS.status,
+                     _ASSIGNMENTS.trial_ends_at, _ASSIGNMENTS.grace_until, _ASSIGNMENTS.add_ons) \
+    .where(_ASSIGNMENTS.subject == bindparam("subject"))
+_NEWEST_VERSION = select(func.max(CatalogVersion.__table__.c.version))
+_LEDGER_INSERT = LedgerEntry.__table__.insert()
+
+
 def _is_workspace(subject: str) -> bool:
     return subject.startswith("ws_")
 
@@ -98,6 +134,7 @@ class Entitlements:
     def __init__(self, kernel: Kernel) -> None:
         self._kernel = kernel
         self._catalogs: dict[int, Catalog] = {}
+        self._rebuilding = threading.Lock()
 
     # -- catalog -------------------------------------------------------------------------------
 
@@ -126,6 +163,10 @@ class Entitlements:
         if session is None:
             with self._kernel.session() as own:
                 return self.catalog(version, own)
+        if version is None:  # the newest version number, then the (cached) catalog
+            newest = session.scalar(_NEWEST_VERSION)
+            if newest is not None and newest in self._catalogs:
+                return self._catalogs[newest]
         query = select(CatalogVersion)
         query = query.where(CatalogVersion.version == version) if version is not None else \
             query.order_by(CatalogVersion.version.desc()).limit(1)
@@ -168,9 +209,13 @@ class Entitlements:
         session.add(assignment)
         return assignment
 
-    def _plan_of(self, session: Session, subject: str, now: datetime) -> tuple[Catalog, Plan, Plan | None, Assignment | None]:
-        """``(catalog, effective plan, inactive paid plan or None, assignment)``."""
-        assignment = session.get(Assignment, subject)
+    def _plan_of(self, session: Session, subject: str, now: datetime) -> tuple[Catalog, Plan, Plan | None, Any]:
+        """``(catalog, effective plan, inactive paid plan or None, assignment)``; the assignment
+        is a row with the columns of :class:`Assignment` (read without building an object: this
+        runs on every decision)."""
+        if session.new or session.dirty:  # a plain statement does not autoflush: see pending assignments
+            session.flush()
+        assignment = session.execute(_ASSIGNMENT, {"subject": subject}).first()
         if assignment is None:
             catalog = self.catalog(None, session)
             return catalog, catalog.default_plan, None, None
@@ -202,10 +247,9 @@ class Entitlements:
         period = (grant.period if grant is not None and grant.period else definition.period) \
             if definition.kind == "metered" else "lifetime"
         start = period_start(period, now)
-        stamp = start.strftime("%Y%m%dT%H%M")
-        buckets = [Bucket(f"{subject}:{feature}:{period}:{stamp}", limit)]
+        buckets = [Bucket(counter_key(subject, feature, period, start), limit)]
         if member and _is_workspace(subject) and grant is not None and grant.per_member is not None:
-            buckets.append(Bucket(f"{subject}/{member}:{feature}:{period}:{stamp}", grant.per_member))
+            buckets.append(Bucket(counter_key(f"{subject}/{member}", feature, period, start), grant.per_member))
         return _Context(subject, member, feature, definition, catalog, plan, grant, limit, inactive, now, period,
                         start, buckets)
 
@@ -260,27 +304,82 @@ class Entitlements:
         }[decision.reason]
         return decision
 
-    def _evaluate(self, session: Session, ctx: _Context, amount: int) -> Decision:
-        """Would ``amount`` more be allowed now? (Reads only.)"""
-        values = self._store.read(session, [b.key for b in ctx.buckets])
+    def _judge(self, ctx: _Context, values: list[int], amount: int, *, refused: bool = False) -> Decision:
+        """The decision on ``amount`` more units given the counters' ``values`` (one per bucket).
+        ``refused``: the store already refused them, so the answer is never "allowed" (the
+        values may have moved since)."""
         if not self._granted(ctx):
-            return self._decision(ctx, values[0], amount, False)
+            return self._decision(ctx, values[0] if values else 0, amount, False)
         if ctx.definition.kind == "boolean":
             return self._decision(ctx, 0, amount, True)
         for index, (bucket, value) in enumerate(zip(ctx.buckets, values)):
             if bucket.limit is not None and value + amount > bucket.limit:
                 return self._decision(ctx, values[0], amount, False, member_used=value if index else None)
-        return self._decision(ctx, values[0], amount, True)
+        return self._decision(ctx, values[0], amount, not refused)
+
+    def _evaluate(self, session: Session, ctx: _Context, amount: int, *, refused: bool = False) -> Decision:
+        """Would ``amount`` more be allowed now? (Reads only.)
+
+        :raises CounterStoreUnavailable: the store is unreachable and the feature fails closed.
+        """
+        if ctx.definition.kind == "boolean":
+            return self._judge(ctx, [0], amount)
+        try:
+            values = self._store.read(session, [b.key for b in ctx.buckets])
+        except CounterStoreUnavailable:
+            if refused or not self._granted(ctx):  # decided without the store: report the ledger's usage
+                return self._judge(ctx, self._ledger_values(session, ctx), amount, refused=refused)
+            if ctx.definition.policy == "fail_closed":
+                raise
+            return self._fallback(session, ctx, amount)
+        return self._judge(ctx, values, amount, refused=refused)
+
+    def _fallback(self, session: Session, ctx: _Context, amount: int) -> Decision:
+        """An allowed decision taken without the store (``fail_open``): ``used`` from the ledger."""
+        decision = self._decision(ctx, self._ledger_values(session, ctx)[0], amount, True)
+        decision.fallback, decision.message = True, FALLBACK_MESSAGE
+        return decision
+
+    def _ledger_values(self, session: Session, ctx: _Context) -> list[int]:
+        """The usage of each of ``ctx``'s buckets according to the ledger and the holds."""
+        totals = self._totals(session, pending=True, meter=(ctx.subject, ctx.feature, ctx.start))
+        return [totals.get(bucket.key, 0) for bucket in ctx.buckets]
+
+    def _used(self, session: Session, subject: str, feature: str, start: datetime, keys: list[str]) -> int:
+        """The value of the first of ``keys`` for a settlement's answer: from the store, or from
+        the ledger when the store is unreachable."""
+        if not keys:
+            return 0
+        try:
+            return self._store.read(session, keys[:1])[0]
+        except CounterStoreUnavailable:
+            return self._totals(session, pending=True, meter=(subject, feature, start)).get(keys[0], 0)
 
     @property
     def _store(self) -> Any:
         return self._kernel.providers.get("counters")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A session in a transaction (committed on success, rolled back on error) whose
+        counter moves outside the database are undone when it does not commit: the actions a
+        store registered with :func:`vendo.on_rollback` run, newest first, before the error
+        propagates (a failed commit included)."""
+        undo: list[Callable[[], None]] = []
+        try:
+            with self._kernel.session() as session:
+                session.info[COMPENSATIONS] = undo
+                yield session
+        except BaseException:
+            _compensate(undo)
+            raise
 
     def check(self, subject: str, feature: str, amount: int = 1, *, member: str | None = None) -> Decision:
         """Would ``amount`` units of ``feature`` be allowed for ``subject`` now? Records nothing.
 
         :raises NotFound: ``unknown_feature`` or ``no_catalog``.
         :raises InvalidInput: ``invalid_amount``.
+        :raises CounterStoreUnavailable: the store is unreachable and the feature fails closed.
         """
         _positive(amount)
         with self._kernel.session() as session:
@@ -295,7 +394,7 @@ class Entitlements:
         if (entry.subject, entry.feature, entry.amount, entry.kind) != (subject, feature, amount, kind):
             raise Conflict(f"idempotency key {key!r} was used for a different request", code="idempotency_conflict",
                            details={"subject": entry.subject, "feature": entry.feature, "amount": entry.amount})
-        used = self._store.read(session, [entry.buckets[0]])[0] if entry.buckets else 0
+        used = self._used(session, entry.subject, entry.feature, entry.period_start, entry.buckets)
         return Decision(allowed=True, feature=feature, used=used, replayed=True, message="already recorded")
 
     def _record(self, subject: str, feature: str, amount: int, *, kind: str, gated: bool, member: str | None,
@@ -303,38 +402,39 @@ class Entitlements:
         key = idempotency_key or f"auto:{uuid.uuid4().hex}"
         if len(key) > 255:
             raise InvalidInput("idempotency_key is at most 255 characters", code="invalid_idempotency_key")
-        with self._kernel.session() as session:
-            replay = self._replay(session, key, subject, feature, amount, kind)
-            if replay is not None:
-                return replay
-            ctx = self._context(session, subject, feature, member)
-            if gated and not self._granted(ctx):
-                return self._evaluate(session, ctx, amount)
-            if ctx.definition.kind == "boolean":
-                raise InvalidInput(f"{feature} is a boolean feature: check it, there is nothing to count",
-                                   code="not_countable")
-            try:
-                with session.begin_nested():
-                    session.add(LedgerEntry(
-                        idempotency_key=key, kind=kind, subject=subject, member=member, feature=feature,
-                        period_start=ctx.start, amount=amount, tokens=tokens, cost=cost,
-                        buckets=[b.key for b in ctx.buckets], details=dict(metadata or {}), created_at=ctx.now,
-                    ))
-                    session.flush()  # a duplicate key fails here, before any counter moves
-                    if gated:
-                        values = self._store.try_add(session, ctx.buckets, amount)
-                        if values is None:
-                            raise _Refused()
-                    else:
-                        values = self._store.add(session, ctx.buckets, amount)
-            except _Refused:
-                return self._evaluate(session, ctx, amount)
-            except IntegrityError:  # the same key, recorded concurrently: answer as a replay
+        try:
+            with self._transaction() as session:
+                ctx = self._context(session, subject, feature, member)
+                if gated and not self._granted(ctx):  # a retry of a call accepted before still answers as one
+                    return self._replay(session, key, subject, feature, amount, kind) or \
+                        self._evaluate(session, ctx, amount)
+                if ctx.definition.kind == "boolean":
+                    raise InvalidInput(f"{feature} is a boolean feature: check it, there is nothing to count",
+                                       code="not_countable")
+                # The entry first: a duplicate key fails here, before any counter moves.
+                session.execute(_LEDGER_INSERT, {
+                    "idempotency_key": key, "kind": kind, "subject": subject, "member": member, "feature": feature,
+                    "period_start": ctx.start, "amount": amount, "tokens": tokens, "cost": cost,
+                    "buckets": [b.key for b in ctx.buckets], "details": dict(metadata or {}), "created_at": ctx.now,
+                })
+                try:
+                    values = self._store.try_add(session, ctx.buckets, amount) if gated else \
+                        self._store.add(session, ctx.buckets, amount)
+                except CounterStoreUnavailable:
+                    if gated and ctx.definition.policy == "fail_closed":
+                        raise  # the entry rolls back with the transaction
+                    session.execute(update(LedgerEntry).where(LedgerEntry.idempotency_key == key).values(applied=False))
+                    return self._fallback(session, ctx, amount)
+                if values is None:  # refused: nothing moved, take the entry back
+                    session.execute(delete(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+                    return self._evaluate(session, ctx, amount, refused=True)
+                return self._decision(ctx, values[0], amount, True)
+        except IntegrityError:  # the same key, recorded before or concurrently: answer as a replay
+            with self._kernel.session() as session:
                 replay = self._replay(session, key, subject, feature, amount, kind)
-                if replay is None:
-                    raise
-                return replay
-            return self._decision(ctx, values[0], amount, True)
+            if replay is None:
+                raise
+            return replay
 
     def consume(self, subject: str, feature: str, amount: int = 1, *, member: str | None = None,
                 idempotency_key: str | None = None, tokens: int = 0, cost: float = 0.0,
@@ -343,6 +443,8 @@ class Entitlements:
         take the last unit. Retrying with the same ``idempotency_key`` never counts twice.
 
         :raises Conflict: ``idempotency_conflict`` (same key, different request).
+        :raises CounterStoreUnavailable: the store is unreachable and the feature fails closed
+            (nothing is recorded); a feature failing open is allowed with ``fallback=True``.
         """
         return self._record(subject, feature, _positive(amount), kind="consume", gated=True, member=member,
                             idempotency_key=idempotency_key, tokens=tokens, cost=cost, metadata=metadata)
@@ -351,11 +453,19 @@ class Entitlements:
               idempotency_key: str | None = None, tokens: int = 0, cost: float = 0.0,
               metadata: dict[str, Any] | None = None) -> Decision:
         """Record usage without gating (usage-based billing, or a limit gauge going down with a
-        negative ``amount``)."""
+        negative ``amount``). Journalled when the store is unreachable, whatever the policy."""
         if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
             raise InvalidInput("amount must be a non-zero integer", code="invalid_amount")
         return self._record(subject, feature, amount, kind="track", gated=False, member=member,
                             idempotency_key=idempotency_key, tokens=tokens, cost=cost, metadata=metadata)
+
+    def _move(self, session: Session, keys: list[str], amount: int) -> list[int] | None:
+        """Move the counters of a settlement; ``None`` when the store is unreachable (the
+        caller journals the move)."""
+        try:
+            return self._store.add(session, [Bucket(key, None) for key in keys], amount)
+        except CounterStoreUnavailable:
+            return None
 
     def refund(self, idempotency_key: str) -> dict[str, Any]:
         """Give back the units of an accepted ``consume`` (the paid work failed). Once only.
@@ -363,26 +473,31 @@ class Entitlements:
         :raises NotFound: ``unknown_idempotency_key``.
         :raises Conflict: ``already_refunded``.
         """
-        with self._kernel.session() as session:
-            entry = session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key,
-                                                             LedgerEntry.kind.in_(("consume", "commit"))))
-            if entry is None:
-                raise NotFound(f"no consumption with idempotency key {idempotency_key!r}",
-                               code="unknown_idempotency_key")
-            try:
-                with session.begin_nested():
-                    session.add(LedgerEntry(
-                        idempotency_key=f"refund:{idempotency_key}", kind="refund", subject=entry.subject,
-                        member=entry.member, feature=entry.feature, period_start=entry.period_start,
-                        amount=-entry.amount, tokens=-entry.tokens, cost=-entry.cost, buckets=entry.buckets,
-                        details={}, created_at=self._kernel.now(),
-                    ))
-            except IntegrityError:
-                raise Conflict("this consumption was already refunded", code="already_refunded") from None
-            buckets = [Bucket(key, None) for key in entry.buckets]
-            values = self._store.add(session, buckets, -entry.amount)
-            return {"refunded": entry.amount, "feature": entry.feature, "subject": entry.subject,
-                    "used": values[0] if values else 0}
+        refund_key = f"refund:{idempotency_key}"
+        try:
+            with self._transaction() as session:
+                entry = session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key,
+                                                                 LedgerEntry.kind.in_(("consume", "commit"))))
+                if entry is None:
+                    raise NotFound(f"no consumption with idempotency key {idempotency_key!r}",
+                                   code="unknown_idempotency_key")
+                session.execute(_LEDGER_INSERT, {
+                    "idempotency_key": refund_key, "kind": "refund", "subject": entry.subject, "member": entry.member,
+                    "feature": entry.feature, "period_start": entry.period_start, "amount": -entry.amount,
+                    "tokens": -entry.tokens, "cost": -entry.cost, "buckets": entry.buckets, "details": {},
+                    "created_at": self._kernel.now(),
+                })  # a second refund fails here, before any counter moves
+                # A consumption still in the journal is refunded in the journal too.
+                values = self._move(session, entry.buckets, -entry.amount) if entry.applied else None
+                if values is None:
+                    session.execute(update(LedgerEntry).where(LedgerEntry.idempotency_key == refund_key)
+                                    .values(applied=False))
+                used = values[0] if values else self._used(session, entry.subject, entry.feature,
+                                                            entry.period_start, entry.buckets)
+                return {"refunded": entry.amount, "feature": entry.feature, "subject": entry.subject,
+                        "used": used, "fallback": values is None}
+        except IntegrityError:
+            raise Conflict("this consumption was already refunded", code="already_refunded") from None
 
     # -- holds ----------------------------------------------------------------------------------------
 
@@ -390,61 +505,93 @@ class Entitlements:
                 ttl: float = 300.0) -> Decision:
         """Hold ``estimate`` units now (they count against the quota at once); settle later with
         :meth:`commit` or :meth:`release`. An expired hold is released by :meth:`release_expired`.
-        The decision's ``hold_id`` names the hold when allowed."""
+        The decision's ``hold_id`` names the hold when allowed.
+
+        :raises CounterStoreUnavailable: the store is unreachable and the feature fails closed.
+        """
         _positive(estimate, "estimate")
         if ttl <= 0 or ttl > 86_400:
             raise InvalidInput("ttl is 1 second to 1 day", code="invalid_ttl")
-        with self._kernel.session() as session:
+        with self._transaction() as session:
             ctx = self._context(session, subject, feature, member)
             if not self._granted(ctx):
                 return self._evaluate(session, ctx, estimate)
-            values = self._store.try_add(session, ctx.buckets, estimate)
-            if values is None:
-                return self._evaluate(session, ctx, estimate)
             hold = Hold(id=f"hold_{uuid.uuid4().hex}", subject=subject, member=member, feature=feature,
                         period_start=ctx.start, amount=estimate, buckets=[b.key for b in ctx.buckets],
-                        status="held", expires_at=ctx.now + timedelta(seconds=ttl), created_at=ctx.now)
+                        status="held", expires_at=ctx.now + timedelta(seconds=ttl), created_at=ctx.now,
+                        applied=True)
+            try:
+                values = self._store.try_add(session, ctx.buckets, estimate)
+            except CounterStoreUnavailable:
+                if ctx.definition.policy == "fail_closed":
+                    raise
+                hold.applied = False  # counted by the journal once the store is back
+                session.add(hold)
+                session.flush()
+                decision = self._fallback(session, ctx, estimate)
+                decision.hold_id = hold.id
+                return decision
+            if values is None:
+                return self._evaluate(session, ctx, estimate, refused=True)
             session.add(hold)
             decision = self._decision(ctx, values[0], estimate, True)
             decision.hold_id = hold.id
             return decision
 
-    def _settle(self, session: Session, hold_id: str, status: str) -> Hold:
+    def _settle(self, session: Session, hold_id: str, status: str) -> tuple[Hold, bool]:
+        """Claim a held hold for ``status``; return it and whether the store counts its amount
+        (read in the same statement as the claim, so the journal cannot move it meanwhile)."""
+        counted = session.execute(
+            update(Hold).where(Hold.id == hold_id, Hold.status == "held")
+            .values(status=status, settled_at=self._kernel.now()).returning(Hold.applied)
+            .execution_options(synchronize_session=False)
+        ).scalar()
         hold = session.get(Hold, hold_id)
         if hold is None:
             raise NotFound(f"no hold {hold_id}", code="unknown_hold")
-        claimed = session.execute(update(Hold).where(Hold.id == hold_id, Hold.status == "held")
-                                  .values(status=status, settled_at=self._kernel.now())).rowcount
-        if claimed != 1:
-            session.refresh(hold)
+        if counted is None:
             raise Conflict(f"hold {hold_id} is already {hold.status}", code="hold_settled")
-        return hold
+        return hold, bool(counted)
 
     def commit(self, hold_id: str, actual: int, *, tokens: int = 0, cost: float = 0.0,
                metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         """Settle a hold at the ``actual`` units used (0 or more): the difference with the
-        estimate is given back, or added (the work was done). Recorded in the ledger once."""
+        estimate is given back, or added (the work was done). Recorded in the ledger once;
+        journalled when the store is unreachable."""
         if not isinstance(actual, int) or actual < 0:
             raise InvalidInput("actual must be an integer, 0 or more", code="invalid_amount")
-        with self._kernel.session() as session:
-            hold = self._settle(session, hold_id, "committed")
-            buckets = [Bucket(key, None) for key in hold.buckets]
-            values = self._store.add(session, buckets, actual - hold.amount) if actual != hold.amount \
-                else self._store.read(session, hold.buckets)
+        with self._transaction() as session:
+            hold, counted = self._settle(session, hold_id, "committed")
+            delta = actual - (hold.amount if counted else 0)
+            values = self._move(session, hold.buckets, delta) if delta else []
+            journalled = values is None
+            # Unreachable: the ledger entry (+actual) waits in the journal, and so does taking the
+            # estimate back (the hold's flag flips). A hold never counted is in step once settled.
+            hold.applied = not counted if journalled else True
             session.add(LedgerEntry(
                 idempotency_key=f"hold:{hold.id}", kind="commit", subject=hold.subject, member=hold.member,
                 feature=hold.feature, period_start=hold.period_start, amount=actual, tokens=tokens, cost=cost,
                 buckets=hold.buckets, details=dict(metadata or {}), created_at=self._kernel.now(),
+                applied=not journalled,
             ))
+            session.flush()
+            used = values[0] if values else self._used(session, hold.subject, hold.feature, hold.period_start,
+                                                        hold.buckets)
             return {"hold_id": hold.id, "committed": actual, "released": max(hold.amount - actual, 0),
-                    "used": values[0] if values else 0}
+                    "used": used, "fallback": journalled}
 
     def release(self, hold_id: str) -> dict[str, Any]:
-        """Give a hold's units back (the work did not happen)."""
-        with self._kernel.session() as session:
-            hold = self._settle(session, hold_id, "released")
-            values = self._store.add(session, [Bucket(k, None) for k in hold.buckets], -hold.amount)
-            return {"hold_id": hold.id, "released": hold.amount, "used": values[0] if values else 0}
+        """Give a hold's units back (the work did not happen); journalled when the store is
+        unreachable."""
+        with self._transaction() as session:
+            hold, counted = self._settle(session, hold_id, "released")
+            values = self._move(session, hold.buckets, -hold.amount) if counted else []
+            journalled = values is None
+            hold.applied = not journalled
+            session.flush()
+            used = values[0] if values else self._used(session, hold.subject, hold.feature, hold.period_start,
+                                                        hold.buckets)
+            return {"hold_id": hold.id, "released": hold.amount, "used": used, "fallback": journalled}
 
     def release_expired(self) -> int:
         """Release every hold past its expiry; return how many."""
@@ -459,6 +606,203 @@ class Entitlements:
             except Conflict:
                 continue  # settled meanwhile by its owner
         return released
+
+    # -- journal, rebuild, reconcile ------------------------------------------------------------------
+
+    def _totals(self, session: Session, *, pending: bool, now: datetime | None = None,
+                meter: tuple[str, str, datetime] | None = None) -> dict[str, int]:
+        """Counter values computed from SQL, by key: the ledger's ``amount`` summed over the
+        ``buckets`` each entry moved (kinds consume, track, refund, commit), plus the holds.
+
+        :param pending: ``True``: the usage recorded (every entry, and the holds still held);
+            ``False``: what the store must hold now, leaving out the moves that wait in the
+            journal (entries not applied; holds whose flag says the store is not in step).
+        :param now: only the counters of the quota periods containing ``now``.
+        :param meter: ``(subject, feature, period start)``: only that meter's entries and holds.
+        """
+        entries = [LedgerEntry.kind.in_(COUNTED_KINDS)]
+        held = Hold.status == "held"
+        holds = [held] if pending else [or_(and_(held, Hold.applied == true()), and_(~held, Hold.applied == false()))]
+        if not pending:
+            entries.append(LedgerEntry.applied == true())
+        if meter is not None:
+            subject, feature, start = meter
+            entries += [LedgerEntry.subject == subject, LedgerEntry.feature == feature,
+                        LedgerEntry.period_start == start]
+            holds += [Hold.subject == subject, Hold.feature == feature, Hold.period_start == start]
+        if now is not None:
+            starts = sorted({period_start(period, now) for period in QUOTA_PERIODS})
+            entries.append(LedgerEntry.period_start.in_(starts))
+            holds.append(Hold.period_start.in_(starts))
+        totals: dict[str, int] = {}
+        for model, conditions in ((LedgerEntry, entries), (Hold, holds)):
+            keys = cast(model.buckets, Text)
+            for encoded, amount in session.execute(select(keys, func.sum(model.amount)).where(*conditions)
+                                                   .group_by(keys)):
+                for key in json.loads(encoded):
+                    totals[key] = totals.get(key, 0) + int(amount or 0)
+        if now is not None:
+            totals = {key: value for key, value in totals.items() if _is_current(key, now)}
+        return totals
+
+    def _lock(self, session: Session, store: Any) -> None:
+        """Serialise rebuilds and reconciliations across processes, and with the SQL store
+        keep writers out while the ledger and the counters are compared (so the comparison is
+        exact): a table lock on PostgreSQL, the database's write lock on SQLite."""
+        if session.get_bind().dialect.name == "postgresql":
+            if isinstance(store, SQLCounterStore):
+                session.execute(text("LOCK TABLE vendo_usage_counters IN SHARE ROW EXCLUSIVE MODE"))
+            else:
+                session.execute(text("SELECT pg_advisory_xact_lock(hashtext('vendo.counters.maintenance'))"))
+        else:
+            session.execute(text("DELETE FROM vendo_usage_counters WHERE 1 = 0"))  # takes the write lock
+
+    def apply_journal(self, *, batch: int = 500) -> int:
+        """Move into the counter store the usage recorded while it was unreachable (ledger
+        entries and holds not ``applied``); return how many rows were applied.
+
+        Idempotent and safe from several processes at once: each row is claimed (its flag
+        set) in the transaction that moves the store, and the move is undone if that
+        transaction does not commit.
+
+        :raises CounterStoreUnavailable: still unreachable (what was applied stays applied).
+        """
+        applied = 0
+        for _ in range(10_000):  # bounded: each round applies or sees applied up to ``batch`` rows per table
+            with self._kernel.session() as session:
+                entries = session.execute(select(LedgerEntry.id, LedgerEntry.buckets)
+                                          .where(LedgerEntry.applied == false())
+                                          .order_by(LedgerEntry.id).limit(batch)).all()
+                holds = session.execute(select(Hold.id, Hold.buckets).where(Hold.applied == false())
+                                        .order_by(Hold.id).limit(batch)).all()
+            if not entries and not holds:
+                break
+            for model, rows in ((LedgerEntry, entries), (Hold, holds)):
+                groups: dict[tuple[str, ...], list[Any]] = {}
+                for row_id, keys in rows:
+                    groups.setdefault(tuple(keys), []).append(row_id)
+                for keys, ids in groups.items():
+                    applied += self._apply(model, list(keys), ids)
+            if len(entries) < batch and len(holds) < batch:
+                break
+        return applied
+
+    def _apply(self, model: Any, keys: list[str], ids: list[Any]) -> int:
+        """Claim the pending rows ``ids`` of one set of buckets and move the store by their sum."""
+        with self._transaction() as session:
+            claim = update(model).where(model.id.in_(ids), model.applied == false()).values(applied=True)
+            if model is Hold:  # a held hold adds its amount, a settled one takes it back
+                rows = session.execute(claim.returning(Hold.status, Hold.amount)
+                                       .execution_options(synchronize_session=False)).all()
+                total = sum(amount if status == "held" else -amount for status, amount in rows)
+            else:
+                rows = session.execute(claim.returning(LedgerEntry.amount)
+                                       .execution_options(synchronize_session=False)).all()
+                total = sum(amount for (amount,) in rows)
+            if total and keys:
+                self._store.add(session, [Bucket(key, None) for key in keys], total)
+            return len(rows)
+
+    def rebuild_counters(self, *, all_periods: bool = False, only_if_lost: bool = False) -> int:
+        """Recompute counters from the ledger and the holds and write them into the active
+        store (``vendo usage rebuild``), then apply the journal; return how many were written.
+
+        By default the counters of the current periods (what decisions read); ``all_periods``
+        rewrites every counter the ledger knows. Rebuilding while calls are being recorded
+        can miss those still in flight: run :meth:`reconcile` afterwards.
+
+        :param only_if_lost: do nothing unless the store reports it lost its data.
+        :raises CounterStoreUnavailable: the store is unreachable.
+        """
+        store = self._store
+        with self._rebuilding, self._transaction() as session:
+            self._lock(session, store)
+            if only_if_lost:
+                try:
+                    store.read(session, [])
+                    return 0
+                except CounterStoreUnavailable as exc:
+                    if exc.details.get("reason") != "lost":
+                        raise
+            values = self._totals(session, pending=False, now=None if all_periods else self._kernel.now())
+            store.overwrite(session, values)
+        log.warning("rebuilt %d counter(s) of the %s store from the ledger", len(values),
+                    getattr(store, "name", type(store).__name__))
+        self.apply_journal()
+        return len(values)
+
+    def drift(self, *, all_periods: bool = False) -> dict[str, tuple[int, int]]:
+        """Counters whose store value differs from the ledger's: ``{key: (store, ledger)}``
+        (current periods unless ``all_periods``; moves waiting in the journal left out).
+
+        :raises CounterStoreUnavailable: the store is unreachable.
+        """
+        with self._kernel.session() as session:
+            return self._drift(session, all_periods=all_periods)
+
+    def _drift(self, session: Session, *, all_periods: bool, keys: list[str] | None = None) -> dict[str, tuple[int, int]]:
+        # The ledger first, then the store: a call in flight (store moved, ledger not committed
+        # yet) can only show as drift, never hide one.
+        expected = self._totals(session, pending=False, now=None if all_periods else self._kernel.now())
+        names = sorted(set(expected) | set(keys or ()))
+        found: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(names), 500):
+            chunk = names[start:start + 500]
+            for key, value in zip(chunk, self._store.read(session, chunk)):
+                if value != expected.get(key, 0):
+                    found[key] = (value, expected.get(key, 0))
+        return found
+
+    def reconcile(self, *, fix: bool = True, all_periods: bool = False, rounds: int = 3, settle: float = 0.5,
+                  on_drift: Callable[[str, int, int], None] | None = None) -> list[str]:
+        """Compare the store with the ledger and fix what drifted (``vendo usage reconcile``);
+        return the keys fixed (or found, with ``fix=False``).
+
+        The journal is applied first. With the SQL store, or any store with a SQLite
+        database, the comparison runs with writers held off, so it is exact. With a store
+        outside a PostgreSQL database a call in flight shows as transient drift: a key is
+        fixed only when its drift is the same in ``rounds`` comparisons ``settle`` seconds
+        apart. A fix adds the difference (never overwrites), so calls recorded meanwhile count.
+
+        :param on_drift: called with ``(key, store value, ledger value)`` for each key reported.
+        :raises CounterStoreUnavailable: the store is unreachable.
+        """
+        self.apply_journal()
+        store = self._store
+        with self._transaction() as session:
+            self._lock(session, store)
+            exact = isinstance(store, SQLCounterStore) or session.get_bind().dialect.name != "postgresql"
+            found = self._drift(session, all_periods=all_periods)
+            for _ in range(0 if exact else max(rounds, 1) - 1):
+                if not found:
+                    break
+                time.sleep(settle)  # each statement reads what committed meanwhile (read committed)
+                again = self._drift(session, all_periods=all_periods, keys=list(found))
+                found = {key: values for key, values in again.items()
+                         if key in found and values[0] - values[1] == found[key][0] - found[key][1]}
+            for key, (have, want) in sorted(found.items()):
+                if on_drift is not None:
+                    on_drift(key, have, want)
+                if fix:
+                    store.add(session, [Bucket(key, None)], want - have)
+        if found:
+            log.warning("%s %d drifting counter(s): %s", "fixed" if fix else "found", len(found),
+                        ", ".join(sorted(found)))
+        return sorted(found)
+
+    def maintain(self) -> int:
+        """What the server runs every few seconds: restore a store that lost its data from
+        the ledger, then apply the journal; return the journal rows applied.
+
+        :raises CounterStoreUnavailable: the store is unreachable.
+        """
+        try:
+            self._store.read(None, [])
+        except CounterStoreUnavailable as exc:
+            if exc.details.get("reason") != "lost":
+                raise
+            self.rebuild_counters(only_if_lost=True)
+        return self.apply_journal()
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -516,8 +860,23 @@ class Entitlements:
                     for f, start, units, tokens, cost, count in session.execute(query)]
 
 
-class _Refused(Exception):
-    """Internal: a gated write was refused; roll its savepoint back."""
+def _compensate(undo: list[Callable[[], None]]) -> None:
+    """Run the undo actions of a transaction that did not commit, newest first."""
+    while undo:
+        action = undo.pop()
+        try:
+            action()
+        except Exception:
+            log.error("could not undo a counter move of a rolled-back transaction: the counter is off by "
+                      "that move until `vendo usage reconcile`", exc_info=True)
+
+
+def _is_current(key: str, now: datetime) -> bool:
+    """Whether a quota counter key belongs to the period containing ``now``."""
+    period = counter_period(key)
+    if period not in QUOTA_PERIODS:
+        return False
+    return key.rsplit(":", 1)[1] == period_start(period, now).strftime(_STAMP)
 
 
 def _grants(plan: Plan, feature: str) -> bool:

@@ -9,9 +9,10 @@ Other stores (Redis) are plugins of the ``counters`` family.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from vendo.capabilities import Bucket, CounterStore
@@ -21,12 +22,31 @@ from vendo.entitlements.models import Counter
 __all__ = ["Bucket", "CounterStore", "SQLCounterStore"]
 
 
-def _insert(session: Session) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
+def _insert(dialect: str) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(Counter)
+    return insert(Counter.__table__)
+
+
+_READ = select(Counter.__table__.c.key, Counter.__table__.c.value) \
+    .where(Counter.__table__.c.key.in_(bindparam("keys", expanding=True)))
+
+
+@lru_cache(maxsize=None)
+def _upsert_statement(dialect: str, conditional: bool) -> Any:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE SET value = value + :amount [WHERE value + :amount
+    <= :limit] RETURNING value``, built once per dialect (SQLAlchemy reuses its compiled form)."""
+    table = Counter.__table__
+    statement = _insert(dialect).values(key=bindparam("key"), value=bindparam("amount"),
+                                        updated_at=bindparam("now"))
+    new_value = table.c.value + statement.excluded.value
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.key],
+        set_={"value": new_value, "updated_at": statement.excluded.updated_at},
+        where=(new_value <= bindparam("limit")) if conditional else None,
+    ).returning(table.c.value)
 
 
 class SQLCounterStore:
@@ -37,20 +57,21 @@ class SQLCounterStore:
     name = "sql"
 
     def _upsert(self, session: Session, bucket: Bucket, amount: int, conditional: bool) -> int | None:
-        if conditional and bucket.limit is not None and amount > bucket.limit:
+        conditional = conditional and bucket.limit is not None
+        if conditional and amount > bucket.limit:
             return None
-        now = utcnow()
-        statement = _insert(session).values(key=bucket.key, value=amount, updated_at=now)
-        new_value = Counter.value + statement.excluded.value
-        statement = statement.on_conflict_do_update(
-            index_elements=[Counter.key],
-            set_={"value": new_value, "updated_at": statement.excluded.updated_at},
-            where=(new_value <= bucket.limit) if conditional and bucket.limit is not None else None,
-        ).returning(Counter.value)
-        return session.execute(statement).scalar()
+        statement = _upsert_statement(session.get_bind().dialect.name, conditional)
+        params = {"key": bucket.key, "amount": amount, "now": utcnow()}
+        if conditional:
+            params["limit"] = bucket.limit
+        return session.execute(statement, params).scalar()
 
     def try_add(self, session: Session, buckets: list[Bucket], amount: int) -> list[int] | None:
-        """See :class:`CounterStore`; runs in a savepoint of ``session``."""
+        """See :class:`CounterStore`. One bucket is one conditional UPSERT (it changes nothing
+        when refused); several run in a savepoint of ``session``, rolled back on a refusal."""
+        if len(buckets) == 1:
+            value = self._upsert(session, buckets[0], amount, conditional=True)
+            return None if value is None else [value]
         savepoint = session.begin_nested()
         values = []
         for bucket in buckets:
@@ -68,5 +89,20 @@ class SQLCounterStore:
 
     def read(self, session: Session, keys: list[str]) -> list[int]:
         """See :class:`CounterStore`."""
-        found = dict(session.execute(select(Counter.key, Counter.value).where(Counter.key.in_(keys))).all())
+        if not keys:
+            return []
+        found = dict(session.execute(_READ, {"keys": keys}).all())
         return [int(found.get(key, 0)) for key in keys]
+
+    def overwrite(self, session: Session, values: dict[str, int]) -> None:
+        """See :class:`CounterStore`: one multi-row UPSERT per 500 counters, in ``session``'s
+        transaction."""
+        items = list(values.items())
+        now = utcnow()
+        for start in range(0, len(items), 500):
+            rows = [{"key": key, "value": int(value), "updated_at": now} for key, value in items[start:start + 500]]
+            statement = _insert(session.get_bind().dialect.name).values(rows)
+            session.execute(statement.on_conflict_do_update(
+                index_elements=[Counter.key],
+                set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+            ))
