@@ -340,3 +340,17 @@ def test_counter_store_is_chosen_by_configuration(migrated_kernel) -> None:
     with kernel.session() as session:
         assert session.query(Counter).count() == 0  # the SQL store was not used
         assert session.query(LedgerEntry).count() == 1  # the ledger always is
+
+
+def test_server_maintenance_releases_expired_holds(memento, vendo_clock) -> None:
+    """`maintain()` (run by the server every few seconds) gives back holds whose owner never settled them."""
+    team, owner = workspace(memento, plan="pro")
+    hold = memento.entitlements.reserve(team, "chat", 40, member=owner, ttl=10)
+    vendo_clock.advance(seconds=5)
+    memento.entitlements.maintain()
+    assert memento.entitlements.check(team, "chat").used == 40  # not expired yet
+    vendo_clock.advance(seconds=6)
+    memento.entitlements.maintain()
+    assert memento.entitlements.check(team, "chat").used == 0
+    with pytest.raises(Conflict, match="already released"):
+        memento.entitlements.commit(hold.hold_id, 10)

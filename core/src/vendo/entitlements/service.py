@@ -792,7 +792,8 @@ class Entitlements:
 
     def maintain(self) -> int:
         """What the server runs every few seconds: restore a store that lost its data from
-        the ledger, then apply the journal; return the journal rows applied.
+        the ledger, apply the journal, then release holds past their expiry; return the
+        journal rows applied.
 
         :raises CounterStoreUnavailable: the store is unreachable.
         """
@@ -802,7 +803,9 @@ class Entitlements:
             if exc.details.get("reason") != "lost":
                 raise
             self.rebuild_counters(only_if_lost=True)
-        return self.apply_journal()
+        applied = self.apply_journal()
+        self.release_expired()
+        return applied
 
     # -- reading ----------------------------------------------------------------------------------------
 
