@@ -1,0 +1,165 @@
+"""HTTP ``POST /api/v1/consume`` requests per second on one `vendo serve` worker, against a
+trivial FastAPI endpoint served by the same uvicorn (uvloop + httptools) in the same run.
+
+Both servers run as separate processes on loopback; the client keeps CONCURRENCY requests in
+flight with httpx. The consume route authenticates a session token, resolves the workspace,
+consumes one unit of an unlimited metered feature (ledger + counter, SQLite by default) and
+answers the decision. Figures move with the machine's load: read the ratio.
+
+Caveat: the Python client shares the 2 cores with the servers and tops out near 250-300 req/s
+here, so the trivial baseline is client-bound and the ratio understates Vendo's cost; a native
+load generator (wrk) would measure the servers themselves.
+
+    uv run python benchmarks/bench_http_consume.py            # ~30 s
+    uv run python benchmarks/bench_http_consume.py --quick    # smoke run, figures meaningless
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+CATALOG = textwrap.dedent(
+    """
+    currency = "usd"
+    [features.calls]
+    kind = "metered"
+    period = "month"
+    [plans.free]
+    name = "Free"
+    default = true
+    features = { calls = "unlimited" }
+    """
+)
+
+TRIVIAL_APP = textwrap.dedent(
+    """
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/api/v1/consume")
+    async def consume() -> dict:
+        return {"allowed": True}
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"server at {url} not ready after {timeout}s")
+
+
+async def load(url: str, headers: dict[str, str], body: dict, seconds: float, concurrency: int) -> tuple[int, int]:
+    """Keep ``concurrency`` requests in flight for ``seconds``; return (ok, failed)."""
+    ok = failed = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def worker() -> None:
+            nonlocal ok, failed
+            while time.perf_counter() < deadline:
+                response = await client.post(url, headers=headers, json=body)
+                if response.status_code == 200:
+                    ok += 1
+                else:
+                    failed += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ok, failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    seconds = 1.0 if args.quick else args.seconds
+
+    work = Path(tempfile.mkdtemp(prefix="vendo-bench-http-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VENDO_")}
+    env.update({"VENDO_DATA_DIR": str(work / "data"), "VENDO_LOG_LEVEL": "WARNING",
+                "VENDO_PLUGINS__AUTOLOAD": "false", "PYTHONPYCACHEPREFIX": str(work / "pycache")})
+    (work / "catalog.toml").write_text(CATALOG)
+    (work / "trivial.py").write_text(TRIVIAL_APP)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "vendo", *a], env=env, cwd=work, check=True,  # noqa: E731
+                                    capture_output=True, text=True)
+    run("db", "upgrade")
+    run("plans", "load", str(work / "catalog.toml"))
+    setup = textwrap.dedent(
+        """
+        from vendo import Kernel
+        k = Kernel().load()
+        with k.session() as s:
+            user = k.identity.create_user(s, "bench@example.com")
+            workspace = k.identity.memberships(s, user.id)[0]["id"]
+            print(workspace, k.sessions.issue(s, user.id, "bench").access_token)
+        """
+    )
+    workspace, token = subprocess.run([sys.executable, "-c", setup], env={**env, "VENDO_SESSIONS__ACCESS_TTL": "86400"},
+                                      cwd=work, check=True, capture_output=True, text=True).stdout.split()
+    env["VENDO_SESSIONS__ACCESS_TTL"] = "86400"
+
+    vendo_port, trivial_port = free_port(), free_port()
+    servers = [
+        subprocess.Popen([sys.executable, "-m", "vendo", "serve", "--port", str(vendo_port)], env=env, cwd=work,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, "-m", "uvicorn", "trivial:app", "--port", str(trivial_port),
+                          "--loop", "auto", "--http", "auto", "--log-level", "warning"], env=env, cwd=work,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
+    try:
+        wait_ready(f"http://127.0.0.1:{vendo_port}/api/health", servers[0])
+        wait_ready(f"http://127.0.0.1:{trivial_port}/docs", servers[1])
+        headers = {"Authorization": f"Bearer {token}"}
+        body = {"feature": "calls", "subject": workspace}
+        cases = [("trivial FastAPI endpoint", f"http://127.0.0.1:{trivial_port}/api/v1/consume", {}, {}),
+                 ("vendo POST /api/v1/consume", f"http://127.0.0.1:{vendo_port}/api/v1/consume", headers, body)]
+        results = {}
+        for name, url, h, b in cases:
+            asyncio.run(load(url, h, b, min(1.0, seconds), args.concurrency))  # warm-up
+            ok, failed = asyncio.run(load(url, h, b, seconds, args.concurrency))
+            if failed:
+                raise SystemExit(f"{name}: {failed} failed requests")
+            results[name] = ok / seconds
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=20)
+
+    baseline = results["trivial FastAPI endpoint"]
+    print(f"HTTP consume, 1 worker each, {args.concurrency} concurrent requests, {seconds:.0f} s per case"
+          + (", quick (figures meaningless)" if args.quick else ""))
+    print(f"{'case':32} {'req/s':>10} {'ratio vs trivial':>18}")
+    for name, rate in results.items():
+        print(f"{name:32} {rate:10,.0f} {baseline / rate:18.1f}")
+    print("ratio = trivial endpoint's req/s / this case's req/s (higher is slower)")
+
+
+if __name__ == "__main__":
+    main()
