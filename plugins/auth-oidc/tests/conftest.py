@@ -22,7 +22,6 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,8 +35,8 @@ import pytest
 import vendo_auth_oidc
 from vendo.config import load_settings
 from vendo.kernel import Kernel
+from vendo_sdk.pytest_plugin import postgres_schema, require_postgres
 
-PG_URL = os.environ.get("VENDO_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 OIDC_PROVIDER_VERSION = "9.13.3"
 #: Vendo's public base URL in these tests: the TestClient's own, so provider redirects land on it.
 VENDO_BASE = "http://testserver"
@@ -50,59 +49,16 @@ GITHUB_CLIENT_SECRET = "github-standin-secret-" + "y" * 16
 # -- the kernel's database fixtures (copied from core/tests/conftest.py) -------------------------
 
 
-def _postgres_reachable() -> str | None:
-    import sqlalchemy
-
-    try:
-        engine = sqlalchemy.create_engine(PG_URL)
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # any driver or network failure means "not reachable"
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No VENDO_* variable, vendo.toml or .env of the developer's leaks into a test."""
-    for name in list(os.environ):
-        if name.startswith("VENDO_") and not name.startswith("VENDO_TEST_"):
-            monkeypatch.delenv(name)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-
-
-@pytest.fixture(scope="session")
-def postgres_available() -> str | None:
-    """``None`` when PostgreSQL answers, else the reason it does not."""
-    return _postgres_reachable()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_available: str | None) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards
+    (vendo-sdk's helpers: skipped locally without PostgreSQL, a failure in CI)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'vendo.db'}"
         return
-    if postgres_available is not None:
-        message = f"PostgreSQL unreachable at {PG_URL}: {postgres_available}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (PostgreSQL runs are mandatory in CI)")
-        pytest.skip(message)
-    import sqlalchemy
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(PG_URL)
-    with admin.begin() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    require_postgres()
+    with postgres_schema() as url:
+        yield url
 
 
 # -- kernels and apps with the plugin ---------------------------------------------------------------

@@ -10,71 +10,28 @@ outbox, with a frozen clock and argon2 made cheap through the plugin's settings.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-PG_URL = os.environ.get("VENDO_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from vendo_sdk.pytest_plugin import postgres_schema, require_postgres
+
 
 #: Cheap argon2 parameters for tests (production uses argon2-cffi's defaults).
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost": 8, "argon2_parallelism": 1}
 
 
-def _postgres_reachable() -> str | None:
-    import sqlalchemy
-
-    try:
-        engine = sqlalchemy.create_engine(PG_URL)
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # any driver or network failure means "not reachable"
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No VENDO_* variable, vendo.toml or .env of the developer's leaks into a test."""
-    for name in list(os.environ):
-        if name.startswith("VENDO_") and not name.startswith("VENDO_TEST_"):
-            monkeypatch.delenv(name)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-
-
-@pytest.fixture(scope="session")
-def postgres_available() -> str | None:
-    """``None`` when PostgreSQL answers, else the reason it does not."""
-    return _postgres_reachable()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_available: str | None) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards
+    (vendo-sdk's helpers: skipped locally without PostgreSQL, a failure in CI)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'vendo.db'}"
         return
-    if postgres_available is not None:
-        message = f"PostgreSQL unreachable at {PG_URL}: {postgres_available}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (PostgreSQL runs are mandatory in CI)")
-        pytest.skip(message)
-    import sqlalchemy
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(PG_URL)
-    with admin.begin() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    require_postgres()
+    with postgres_schema() as url:
+        yield url
 
 
 class Mailbox:
