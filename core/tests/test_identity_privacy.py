@@ -107,3 +107,14 @@ def test_failing_plugin_aborts_the_whole_erasure(migrated_kernel) -> None:
     with kernel.session() as session:
         assert session.get(User, ada.id) is not None
         assert kernel.identity.memberships(session, ada.id)
+
+
+def test_a_rolled_back_sign_up_leaves_nothing(kernel) -> None:
+    """`create_user` nests a savepoint: the caller's rollback must undo it on SQLite too
+    (pysqlite's lazy BEGIN once let the savepoint's RELEASE commit the user)."""
+    with pytest.raises(RuntimeError), kernel.session() as session:
+        kernel.identity.create_user(session, "ghost@example.com")
+        raise RuntimeError("the credential could not be stored")
+    with kernel.session() as session:
+        assert kernel.identity.user_by_email(session, "ghost@example.com") is None
+        assert session.query(Workspace).count() == 0
