@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -12,13 +11,8 @@ from support import Server
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("VENDO_") and not name.startswith("VENDO_TEST_"):
-            monkeypatch.delenv(name)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
+def _isolated_environment(vendo_isolated_environment: Path) -> None:
+    """vendo-sdk's isolation for every test: no VENDO_* variable, vendo.toml or .env of the developer's."""
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ never pass without them.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -20,14 +19,8 @@ from vendo.kernel import Kernel
 from vendo_sdk.pytest_plugin import postgres_schema, require_postgres
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No VENDO_* variable, vendo.toml or .env of the developer's leaks into a test."""
-    for name in list(os.environ):
-        if name.startswith("VENDO_") and not name.startswith("VENDO_TEST_"):
-            monkeypatch.delenv(name)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
+def _isolated_environment(vendo_isolated_environment: Path) -> None:
+    """vendo-sdk's isolation for every test: no VENDO_* variable, vendo.toml or .env of the developer's."""
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -137,7 +137,7 @@ def test_health_reports_database_and_plugins(app_for) -> None:
     with TestClient(app_for({"shop": Shop()})) as client:
         body = client.get("/api/health").json()
     assert body["status"] == "ok"
-    assert body["database"]["ok"] is True and body["database"]["migrations"]["current"] == ["vendo_0004"]
+    assert body["database"]["ok"] is True and body["database"]["migrations"]["current"] == ["vendo_0008"]
     assert {p["name"]: p["status"] for p in body["plugins"]} == {"core": "ok", "shop": "ok"}
 
 
@@ -167,7 +167,7 @@ def test_plugins_endpoint_lists_plugins_and_providers(app_for) -> None:
         body = client.get("/api/v1/plugins").json()
     assert [p["name"] for p in body["plugins"]] == ["core", "shop"]
     assert body["plugins"][1]["hooks"] == ["vendo_on_event", "vendo_register_routes"]
-    assert set(body["providers"]) == {"auth", "billing", "license", "ai", "knowledge", "vector_store", "tool", "counters"}
+    assert set(body["providers"]) == {"auth", "billing", "license", "ai", "knowledge", "vector_store", "tool", "counters", "notifier"}
 
 
 def test_metrics_count_requests_by_route_template(app_for) -> None:

@@ -53,7 +53,7 @@ def test_fresh_directory_flow() -> None:
     doctor = vendo("plugins", "doctor")
     assert doctor.returncode == 0, doctor.stdout
     assert "ok   database: at its current migrations" in doctor.stdout
-    assert vendo("outbox", "list").stdout.strip() == "no deliveries"
+    assert vendo("outbox", "list").stdout.strip() == "no events"
     assert vendo("outbox", "dispatch").stdout.strip() == "0 deliveries attempted"
 
 
@@ -169,5 +169,5 @@ def test_serve_refuses_an_unmigrated_database() -> None:
 
 def test_bad_provider_choice_stops_serve() -> None:
     vendo("db", "upgrade")
-    result = vendo("serve", env={"VENDO_PROVIDERS__BILLING": "stripe"})
-    assert_one_line_error(result, "[providers] billing = 'stripe', but no such billing provider is registered")
+    result = vendo("serve", env={"VENDO_PROVIDERS__BILLING": "paddle"})
+    assert_one_line_error(result, "[providers] billing = 'paddle', but no such billing provider is registered")

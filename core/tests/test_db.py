@@ -21,8 +21,10 @@ from vendo.kernel import Kernel
 KERNEL_TABLES = {"vendo_outbox_events", "vendo_outbox_deliveries", "vendo_users", "vendo_workspaces",
                  "vendo_memberships", "vendo_invitations", "vendo_refresh_tokens", "vendo_audit_log",
                  "vendo_catalog_versions", "vendo_plan_assignments", "vendo_usage_counters", "vendo_usage_ledger",
-                 "vendo_usage_holds"}
-KERNEL_HEAD = "vendo_0004"
+                 "vendo_usage_holds", "vendo_billing_customers", "vendo_billing_subscriptions",
+                 "vendo_billing_events", "vendo_billing_invoices", "vendo_billing_prices", "vendo_billing_checkouts",
+                 "vendo_ai_credentials", "vendo_ai_key_budgets"}
+KERNEL_HEAD = "vendo_0008"
 
 PLUGIN_REVISION = textwrap.dedent(
     '''

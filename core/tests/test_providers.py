@@ -95,12 +95,22 @@ def test_no_provider_installed_is_a_clear_error(make_kernel) -> None:
 
 
 def test_several_single_providers_need_a_choice(make_kernel) -> None:
-    kernel = make_kernel({"billing-local": Billing("local"), "billing-stripe": Billing("stripe")}).load()
-    with pytest.raises(ConfigError, match=r'several billing providers are installed \(local, stripe\): choose one'):
+    kernel = make_kernel({"billing-paddle": Billing("paddle"), "billing-stripe": Billing("stripe")}).load()
+    with pytest.raises(ConfigError, match=r'several billing providers are installed \(paddle, stripe\): choose one'):
         kernel.providers.configure({})
     kernel.providers.configure({"billing": "stripe"})
     assert kernel.providers.get("billing").name == "stripe"
     assert [p["active"] for p in kernel.providers.summary()["billing"]] == [False, True]
+
+
+def test_billing_falls_back_to_the_local_provider_when_none_is_chosen(make_kernel) -> None:
+    """Several billing providers and no choice: the no-payment ``local`` one, never a card by surprise."""
+    kernel = make_kernel({"billing-stripe": Billing("stripe"), "billing-local": Billing("local")}).load()
+    kernel.providers.configure({})
+    assert kernel.providers.get("billing").name == "local"
+    assert [p["active"] for p in kernel.providers.summary()["billing"]] == [False, True]
+    kernel.providers.configure({"billing": "stripe"})
+    assert kernel.providers.get("billing").name == "stripe"
 
 
 @pytest.mark.parametrize(
@@ -176,3 +186,33 @@ def test_provider_settings_failure_registers_nothing(make_kernel) -> None:
     assert kernel.plugin("broken").status == "failed"
     assert kernel.plugin("broken").error == "vendo_register_routes: RuntimeError: cannot build routes"
     assert kernel.providers.registered("billing") == []
+
+
+class MemoryCounters:
+    """A plugin adding a second counter store beside the kernel's built-in ``sql`` one."""
+
+    @hookimpl
+    def vendo_register_counter_stores(self, register):
+        from vendo.entitlements.store import SQLCounterStore
+
+        class Memory(SQLCounterStore):
+            name = "memory"
+
+        register("memory", Memory())
+
+
+def test_the_built_in_provider_is_the_default_of_a_single_family(make_kernel) -> None:
+    kernel = make_kernel({"counters-memory": MemoryCounters()}).load()
+    kernel.providers.configure({})
+    assert kernel.providers.get("counters").name == "sql"  # the kernel's, registered by its built-in plugin
+    assert {e["name"]: (e["active"], e["plugin"]) for e in kernel.providers.summary()["counters"]} == {
+        "sql": (True, "core"), "memory": (False, "counters-memory")}
+    kernel.providers.configure({"counters": "memory"})
+    assert kernel.providers.get("counters").name == "memory"
+
+
+def test_several_non_built_in_providers_still_need_a_choice(make_kernel) -> None:
+    kernel = make_kernel({"billing-acme": Billing("acme"), "billing-stripe": Billing("stripe"),
+                          "counters-memory": MemoryCounters()}).load()
+    with pytest.raises(ConfigError, match=r"several billing providers are installed"):
+        kernel.providers.configure({})

@@ -149,7 +149,7 @@ def test_unknown_capability_gets_a_suggestion(tmp_path: Path) -> None:
     report = check(write_plugin(tmp_path / "p", pyproject=pyproject))
     assert only_problem(report) == (
         f"pyproject.toml:{line_of(pyproject, 'capabilities =')}: unknown capability 'biling' "
-        "(did you mean billing?). Use one of: auth, billing, license, ai, knowledge, vector_store, tool, counters, generic."
+        "(did you mean billing?). Use one of: auth, billing, license, ai, knowledge, vector_store, tool, counters, notifier, generic."
     )
 
 

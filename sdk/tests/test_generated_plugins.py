@@ -2,7 +2,7 @@
 
 Proof for CI that the scaffold stays true: a fresh environment with the kernel and the SDK,
 one package per kind, each installed and passing its own tests (its family's contract suite),
-all seven listed `ok` by the kernel, and each passing `vendo-sdk check`.
+all of them listed `ok` by the kernel, and each passing `vendo-sdk check`.
 """
 
 from __future__ import annotations

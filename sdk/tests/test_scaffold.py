@@ -23,6 +23,8 @@ def sdk(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         ("weather", "tool", "vendo-tool-weather", "tool-weather", "vendo_tool_weather"),
         ("acme-weather", "tool", "vendo-tool-acme-weather", "tool-acme-weather", "vendo_tool_acme_weather"),
         ("vendo-billing-paddle", "billing", "vendo-billing-paddle", "billing-paddle", "vendo_billing_paddle"),
+        ("vendo-vector-lance", "vector_store", "vendo-vector-lance", "vector-lance", "vendo_vector_lance"),
+        ("sqlite", "counters", "vendo-counters-sqlite", "counters-sqlite", "vendo_counters_sqlite"),
         ("audit-log", "generic", "vendo-audit-log", "audit-log", "vendo_audit_log"),
     ],
 )

@@ -193,6 +193,24 @@ async def run_usage_journal(kernel: Kernel, stop: asyncio.Event, interval: float
             pass
 
 
+def _install_ai_gateway(app: FastAPI, kernel: Kernel, templates: dict[int, str]) -> None:
+    """Mount the OpenAI-compatible ``/v1`` routes of :mod:`vendo.ai` when an AI provider is
+    registered, unless a plugin already serves one of those paths (its routes win; logged)."""
+    if not kernel.providers.registered("ai"):
+        return
+    from vendo.ai.openai_routes import build_router
+
+    router = build_router(kernel)
+    taken = {path for _plugin, other, prefix in kernel.routes for path in
+             (prefix + getattr(route, "path", "") for route in other.routes)}
+    clashes = sorted(taken & {getattr(route, "path", "") for route in router.routes})
+    if clashes:
+        log.warning("the OpenAI-compatible routes are not mounted: a plugin serves %s", ", ".join(clashes))
+        return
+    app.include_router(router)
+    templates.update({id(route): getattr(route, "path", "") for route in router.routes})
+
+
 def create_app(kernel: Kernel | None = None, *, settings: Settings | None = None) -> FastAPI:
     """Build the HTTP app around ``kernel`` (a new one from ``settings`` by default).
 
@@ -236,6 +254,7 @@ def create_app(kernel: Kernel | None = None, *, settings: Settings | None = None
     for _plugin, router, prefix in kernel.routes:
         app.include_router(router, prefix=prefix)
         templates.update({id(route): prefix + getattr(route, "path", "") for route in router.routes})
+    _install_ai_gateway(app, kernel, templates)
     app.add_middleware(_RequestContext, kernel=kernel, templates=templates)
     return app
 

@@ -30,6 +30,9 @@ class Family:
     single: bool
     protocol: type | None = None
     description: str = ""
+    #: For a single-provider family: the provider chosen when several are installed and the
+    #: settings name none (billing: the no-payment ``local`` one, so nothing charges by surprise).
+    fallback: str | None = None
 
 
 # -- auth ------------------------------------------------------------------------------
@@ -83,7 +86,8 @@ class Tool(Protocol):
 
 # -- billing -----------------------------------------------------------------------------
 
-#: Normalized billing event types every provider translates its webhooks into.
+#: Normalized billing event types every provider translates its webhooks into. The kernel's
+#: subscription state machine is driven by these alone (never by vendor payloads).
 BILLING_EVENT_TYPES = (
     "checkout.completed",
     "subscription.created",
@@ -94,10 +98,21 @@ BILLING_EVENT_TYPES = (
     "refund.created",
 )
 
+#: Subscription statuses as Vendo knows them; providers map their vendor's statuses onto these
+#: (Stripe's ``incomplete``/``unpaid`` → ``past_due``, ``incomplete_expired`` → ``expired``...).
+SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "expired")
+
 
 @dataclass(frozen=True)
 class CheckoutRequest:
-    """What a hosted checkout sells: a plan at an interval, currency and seat count."""
+    """What a hosted checkout sells: a plan at an interval, currency and seat count.
+
+    :param subject: the Vendo subject (user or workspace id) the subscription is for; providers
+        carry it through the vendor (metadata, ``client_reference_id``) so the webhook events
+        name it again.
+    :param price_key: the lookup key of the price to sell (see :class:`CatalogPrice`).
+    :param customer_id: the provider's customer, when one exists already.
+    """
 
     subject: str
     plan: str
@@ -110,6 +125,8 @@ class CheckoutRequest:
     customer_email: str | None = None
     idempotency_key: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    price_key: str | None = None
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,12 +139,111 @@ class CheckoutSession:
 
 
 @dataclass(frozen=True)
+class PortalSession:
+    """A hosted customer portal (payment methods, invoices, cancellation) at the vendor."""
+
+    id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class CatalogPrice:
+    """One price of the plan catalog as pushed to a provider.
+
+    Amounts are in the currency's minor unit (cents). The customer pays ``unit_amount`` per
+    period plus ``per_seat_amount`` per seat, with at least ``min_seats`` seats.
+    ``lookup_key`` is stable per plan *version*, interval and currency
+    (``vendo:<plan>:v<version>:<interval>:<currency>``), so editing a plan creates new
+    prices and never changes what existing subscribers pay.
+    """
+
+    lookup_key: str
+    plan: str
+    plan_name: str
+    plan_version: int
+    interval: Literal["month", "year"]
+    currency: str
+    unit_amount: int
+    per_seat_amount: int = 0
+    min_seats: int = 1
+    trial_days: int = 0
+    metered_feature: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    """A change to a running subscription.
+
+    :param plan: the new plan (``None``: keep it). Upgrades apply now with proration; with
+        ``at_period_end`` the change waits for the renewal (the usual downgrade).
+    :param price_key: the lookup key of the new price (plan, interval, currency).
+    :param seats: the new seat quantity (``None``: keep it).
+    """
+
+    subscription_id: str
+    plan: str | None = None
+    price_key: str | None = None
+    seats: int | None = None
+    at_period_end: bool = False
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionInfo:
+    """A subscription as the provider holds it, in Vendo's vocabulary."""
+
+    id: str
+    customer_id: str
+    status: str
+    plan: str | None = None
+    subject: str | None = None
+    seats: int = 1
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    trial_end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """An invoice (amounts in the currency's minor unit)."""
+
+    id: str
+    customer_id: str
+    status: str  # draft, open, paid, void, uncollectible
+    currency: str
+    amount_due: int
+    amount_paid: int
+    created_at: datetime
+    subscription_id: str | None = None
+    hosted_url: str | None = None
+    pdf_url: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Metered usage pushed to a provider for usage-based prices (idempotent by key)."""
+
+    subscription_id: str
+    feature: str
+    quantity: int
+    timestamp: datetime
+    idempotency_key: str
+    customer_id: str | None = None
+
+
+@dataclass(frozen=True)
 class BillingEvent:
     """A vendor webhook translated into Vendo's vocabulary.
 
     :param id: the provider's event id (processing is idempotent on it).
     :param type: one of :data:`BILLING_EVENT_TYPES`.
-    :param occurred_at: when the provider says it happened (orders out-of-order deliveries).
+    :param occurred_at: when the provider says it happened; the kernel orders deliveries by
+        it, so an older ``subscription.updated`` never overwrites a newer state.
+    :param subject: the Vendo subject, when the vendor object carries it (checkout metadata).
+    :param status: for subscription events, one of :data:`SUBSCRIPTION_STATUSES`.
+    :param amount: for invoices and refunds, in the currency's minor unit.
+    :param data: the rest, provider-specific but JSON-compatible (e.g. ``invoice_id``).
     """
 
     id: str
@@ -139,11 +255,23 @@ class BillingEvent:
     plan: str | None = None
     status: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
+    seats: int | None = None
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool | None = None
+    trial_end: datetime | None = None
+    amount: int | None = None
+    currency: str | None = None
+    checkout_id: str | None = None
+    invoice_id: str | None = None
 
 
 @runtime_checkable
 class BillingProvider(Protocol):
-    """Payments and subscriptions at a payment vendor (or a local ledger)."""
+    """Payments and subscriptions at a payment vendor (or a local ledger).
+
+    Every method that creates something at the vendor takes or derives an idempotency key,
+    so a retried call never creates a second customer, checkout or charge.
+    """
 
     async def create_customer(self, subject: str, email: str | None = None) -> str:
         """Create (or return the existing) customer of ``subject``; return its provider id."""
@@ -151,11 +279,41 @@ class BillingProvider(Protocol):
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
         """Open a hosted checkout; the same ``idempotency_key`` returns the same session."""
 
+    async def create_portal(self, customer_id: str, return_url: str) -> PortalSession:
+        """Open the vendor's hosted customer portal for ``customer_id``."""
+
+    async def get_subscription(self, subscription_id: str) -> SubscriptionInfo:
+        """The subscription as the vendor holds it now.
+
+        :raises NotFound: unknown subscription.
+        """
+
+    async def change_subscription(self, change: SubscriptionChange) -> SubscriptionInfo:
+        """Change plan and/or seats: now with proration, or at the end of the period."""
+
     async def cancel_subscription(self, subscription_id: str, at_period_end: bool = True) -> None:
         """Cancel now or at the end of the paid period."""
 
+    async def resume_subscription(self, subscription_id: str) -> SubscriptionInfo:
+        """Undo a cancellation scheduled for the end of the period."""
+
+    async def list_invoices(self, customer_id: str) -> list[Invoice]:
+        """The customer's invoices, newest first."""
+
+    async def report_usage(self, report: UsageReport) -> None:
+        """Push metered usage for a usage-based price (idempotent by ``idempotency_key``)."""
+
+    async def sync_catalog(self, prices: list[CatalogPrice]) -> dict[str, str]:
+        """Create or find the vendor's products and prices for ``prices``.
+
+        Idempotent (prices are found again by lookup key). Returns ``{lookup_key: vendor
+        price id}``.
+        """
+
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[BillingEvent]:
         """Verify the signature (constant-time) and translate the payload.
+
+        Vendor events Vendo does not use translate to an empty list.
 
         :raises InvalidSignature: bad, missing or stale signature.
         """
@@ -188,6 +346,12 @@ class LicenseRequest:
     expires_at: datetime | None = None
     machine: str | None = None
     max_machines: int | None = None
+    #: The billing subject (workspace id) the license belongs to, when there is one: license
+    #: files then carry that subject's current plan, entitlements and quotas.
+    subject: str | None = None
+    #: How long an app may keep working offline past a license file's TTL (``None``: the
+    #: backend's default).
+    grace_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +368,10 @@ class License:
     expires_at: datetime | None = None
     machine: str | None = None
     max_machines: int | None = None
+    subject: str | None = None
+    kid: str | None = None
+    grace_seconds: int = 0
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -243,12 +411,49 @@ class LicenseBackend(Protocol):
         """The machines a key is activated on."""
 
 
+@runtime_checkable
+class OfflineLicenseBackend(LicenseBackend, Protocol):
+    """A license backend whose proofs an app checks offline with public keys: besides the
+    key itself, signed license files (a machine-bound, short-lived snapshot of the license
+    with its plan and entitlements) and a signed revocation list.
+
+    Optional: :class:`LicenseBackend` is all the kernel requires; a backend that also
+    implements this protocol passes ``vendo_sdk.contracts.OfflineLicenseBackendContract``.
+    """
+
+    def get(self, license_id: str) -> License:
+        """One license by id.
+
+        :raises NotFound: ``license_not_found``.
+        """
+
+    def list(self, *, email: str | None = None, subject: str | None = None, limit: int = 100) -> list[License]:
+        """Licenses, newest first, optionally of one buyer email or billing subject."""
+
+    def checkout_file(self, key: str, machine: str, ttl: int | None = None) -> str:
+        """A signed license file for a key activated on ``machine``, valid ``ttl`` seconds
+        (``None``: the backend's default), carrying the current plan and entitlements.
+
+        :raises Conflict: the key is not valid for that machine (the verification code is
+            the error's ``code``: ``revoked``, ``expired``, ``machine_mismatch``...).
+        :raises InvalidInput: ``malformed_key``.
+        """
+
+    def revocation_list(self) -> str:
+        """The signed list of revoked license ids (with its issue time and next update)."""
+
+    def public_keys(self) -> dict[str, str]:
+        """The verifying keys by key id (``kid``), base64: what an app embeds."""
+
+
 # -- AI ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model a provider serves, with its prices per token (``None`` when unknown)."""
+    """A model a provider serves, with its prices per token (``None`` when unknown).
+    ``provider`` names the vendor whose key the model needs (``openai``, ``anthropic``...):
+    a workspace's own keys (BYOK) are looked up by this name."""
 
     id: str
     provider: str
@@ -322,16 +527,25 @@ class AIProvider(Protocol):
         """The models this provider serves."""
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        """A complete chat answer.
+        """A complete chat answer. ``request.api_key`` is the caller's own vendor key (BYOK);
+        ``None`` means the provider's configured (operator) key.
 
         :raises NotFound: unknown model (code ``model_not_found``).
+        :raises Unauthorized: the vendor rejected the key (code ``provider_key_rejected``,
+            ``details["provider"]`` naming the vendor; the key is never echoed).
+        :raises UpstreamError: the vendor failed, timed out or was unreachable (502).
         """
 
     def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        """The same answer as chunks; the concatenated deltas equal ``chat``'s content."""
+        """The same answer as chunks; the concatenated deltas equal ``chat``'s content.
 
-    async def embed(self, model: str, inputs: list[str]) -> Embeddings:
-        """One vector per input."""
+        Errors of the vendor (``Unauthorized``, ``UpstreamError``...) are raised from the
+        iteration, before the first chunk when the vendor refuses the call outright.
+        """
+
+    async def embed(self, model: str, inputs: list[str], *, api_key: str | None = None) -> Embeddings:
+        """One vector per input. ``api_key``: the caller's own vendor key (BYOK) for this call;
+        ``None``: the provider's configured (operator) key."""
 
     def count_tokens(self, model: str, messages: list[Mapping[str, Any]]) -> int:
         """Prompt tokens the messages would cost."""
@@ -468,13 +682,82 @@ class CounterStore(Protocol):
         data. Afterwards a store that had lost its data counts again."""
 
 
+# -- notifications ------------------------------------------------------------------------
+
+#: The outbox event type that asks for a notification (an email...). Publish it with
+#: :meth:`vendo.Kernel.notify`; the kernel hands it to the notifier of its channel.
+NOTIFICATION_REQUESTED = "notification.requested"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A notification to send, as a notifier receives it (one ``notification.requested`` event).
+
+    :param id: the outbox event id (stable across delivery retries).
+    :param channel: ``"email"``, or another channel a notifier serves.
+    :param to: the recipient (an email address for ``email``).
+    :param template: the message template's name (``license_key``, ``invitation``,
+        ``password_reset``, ``payment_failed``...).
+    :param context: the template's values (JSON-compatible). May hold secrets meant for the
+        recipient (a license key, a reset link): never log it.
+    :param idempotency_key: the publisher's stable key; notifiers derive the message's
+        identity from it (an email's ``Message-ID``), so a retried send is recognisable.
+    :param attempt: 1 for the first delivery, 2 for the first retry...
+    """
+
+    id: str
+    channel: str
+    to: str
+    template: str
+    context: Mapping[str, Any]
+    idempotency_key: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class EmailMessage:
+    """A rendered email, what an email notifier hands to its transport.
+
+    :param to: the recipient's address.
+    :param subject: one line.
+    :param text: the plain-text body (always present).
+    :param html: the HTML alternative, or ``None``.
+    :param headers: extra headers, e.g. ``Message-ID`` (derived from the idempotency key)
+        and ``X-Vendo-Idempotency-Key``.
+    """
+
+    to: str
+    subject: str
+    text: str
+    html: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Sends notifications of one channel (``channel = "email"`` for email notifiers).
+
+    ``send`` renders the notification's template with its context and delivers it. It
+    raises to have the delivery retried from the outbox (with backoff, ``dead`` after
+    ``outbox.max_attempts``): a transport failure is an exception, never a silent return.
+    Delivery is at least once: a send that succeeded at the server but whose answer was
+    lost is sent again, with the same message identity (``Notification.idempotency_key``).
+    An unknown template or unusable context raises :class:`vendo.InvalidInput`.
+    """
+
+    channel: str
+
+    async def send(self, notification: Notification) -> None:
+        """Render and deliver one notification; raise on failure."""
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family("auth", "vendo_register_authenticators", single=False, protocol=Authenticator,
                description="request authenticators, tried as a chain"),
         Family("billing", "vendo_register_billing_providers", single=True, protocol=BillingProvider,
-               description="payments, checkout and subscriptions"),
+               description="payments, checkout and subscriptions", fallback="local"),
         Family("license", "vendo_register_license_backends", single=True, protocol=LicenseBackend,
                description="license keys: issue, verify, activate"),
         Family("ai", "vendo_register_ai_providers", single=False, protocol=AIProvider,
@@ -487,5 +770,7 @@ FAMILIES: dict[str, Family] = {
                description="tools callable by agents and integrators"),
         Family("counters", "vendo_register_counter_stores", single=True, protocol=CounterStore,
                description="usage counters and rate-limit windows"),
+        Family("notifier", "vendo_register_notifiers", single=False, protocol=Notifier,
+               description="notification senders (email...), one per channel in use"),
     )
 }

@@ -25,7 +25,7 @@ from vendo.errors import ConfigError, VendoError
 
 _state: dict[str, Any] = {"config": None, "kernel": None}
 
-KERNEL_COMMANDS = ("serve", "plugins", "db", "config", "plans", "usage")
+KERNEL_COMMANDS = ("serve", "plugins", "db", "config", "plans", "usage", "billing")
 
 
 def cli_kernel() -> Any:
@@ -110,7 +110,10 @@ config_app = typer.Typer(help="Show the effective configuration.", no_args_is_he
 plans_app = typer.Typer(help="The plan catalog: load, show, assign.", no_args_is_help=True, rich_markup_mode=None)
 usage_app = typer.Typer(help="Usage counters: rebuild them from the ledger, reconcile drift.", no_args_is_help=True,
                         rich_markup_mode=None)
+billing_app = typer.Typer(help="Billing: webhook events, replay, catalog sync, manual assignment.",
+                          no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(plugins_app, name="plugins")
+app.add_typer(billing_app, name="billing")
 app.add_typer(plans_app, name="plans")
 app.add_typer(usage_app, name="usage")
 app.add_typer(db_app, name="db")
@@ -157,6 +160,8 @@ def serve(
     if _state["config"] is not None:
         os.environ["VENDO_CONFIG"] = str(Path(_state["config"]).resolve())
     bind_host, bind_port = host or server.host, port if port is not None else server.port
+    # The served app (built anew in each worker) knows its own address, e.g. for hosted-page links.
+    os.environ["VENDO_SERVER__HOST"], os.environ["VENDO_SERVER__PORT"] = bind_host, str(bind_port)
     count = workers or server.workers
     failed = [p.name for p in kernel.plugins if p.status in ("failed", "incompatible")]
     typer.echo(f"Vendo {__version__} on http://{bind_host}:{bind_port} ({count} worker{'s' * (count > 1)})", err=True)
@@ -219,6 +224,9 @@ def plugins_doctor() -> None:
     try:
         kernel.check_database()
         typer.echo("ok   database: at its current migrations")
+        for channel, count in kernel.outbox.waiting_notifications().items():
+            typer.echo(f"warn notifications: {count} {channel} notification(s) waiting in the outbox, no notifier "
+                       f"registered for channel '{channel}' (see `vendo outbox list --type notification.requested`)")
     except VendoError as exc:
         typer.echo(f"warn database: {exc.message}")
     if problems:
@@ -401,6 +409,75 @@ def usage_reconcile(
         raise typer.Exit(1)
     else:
         typer.echo(f"fixed {len(keys)} counter{'s' * (len(keys) != 1)}")
+
+
+# -- billing --------------------------------------------------------------------------
+
+
+def _billing_kernel() -> Any:
+    kernel = cli_kernel()
+    kernel.providers.configure(kernel.settings.providers)
+    kernel.check_database()
+    return kernel
+
+
+@billing_app.command("events")
+def billing_events(
+    status: Optional[str] = typer.Option(None, help="Only events in this status: received, processed or failed."),
+    limit: int = typer.Option(50, min=1, max=10_000, help="How many, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
+) -> None:
+    """List stored billing events (webhooks), newest first."""
+    rows = _billing_kernel().billing.events(status=status, limit=limit)
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row))
+            continue
+        error = f"  {row['error']}" if row["error"] else ""
+        typer.echo(f"{row['received_at']}  {row['provider']}  {row['id']}  {row['type']}  {row['status']}"
+                   f"{' (' + row['outcome'] + ')' if row['outcome'] else ''}  {row['attempts']} attempt(s){error}")
+    if not rows and not as_json:
+        typer.echo("no billing events")
+
+
+@billing_app.command("replay")
+def billing_replay(
+    event_id: str = typer.Argument(..., help="The provider's event id shown by `vendo billing events`."),
+    provider: Optional[str] = typer.Option(None, help="The provider, when several sent that id."),
+) -> None:
+    """Apply a stored billing event again (one that failed or was never processed)."""
+    result = _billing_kernel().billing.replay(event_id, provider)
+    typer.echo(f"{result['id']} ({result['type']}): {result['status']}, {result['outcome']}")
+
+
+@billing_app.command("sync-catalog")
+def billing_sync_catalog() -> None:
+    """Push the current plan catalog's prices to the active billing provider."""
+    import asyncio
+
+    mapping = asyncio.run(_billing_kernel().billing.sync_catalog())
+    for key, price_id in sorted(mapping.items()):
+        typer.echo(f"{key} -> {price_id}")
+    typer.echo(f"{len(mapping)} price{'s' * (len(mapping) != 1)} synced")
+
+
+@billing_app.command("assign")
+def billing_assign(
+    subject: str = typer.Argument(..., help="A workspace id (ws_...)."),
+    plan: str = typer.Argument(..., help="A plan id of the current catalog."),
+    seats: int = typer.Option(1, min=1, help="Seat count."),
+    trial: bool = typer.Option(False, help="Start the plan's trial (no card)."),
+    interval: str = typer.Option("month", help="month or year."),
+    currency: Optional[str] = typer.Option(None, help="Default: the catalog's currency."),
+) -> None:
+    """Put a subject on a plan without payment, through the billing provider and the
+    subscription state machine (providers that support it, e.g. local)."""
+    import asyncio
+
+    state = asyncio.run(_billing_kernel().billing.assign(subject, plan, seats=seats, trial=trial,
+                                                         interval=interval, currency=currency))
+    sub = state["subscription"] or {}
+    typer.echo(f"{subject} is on {sub.get('plan')} ({sub.get('status')}, {sub.get('seats')} seat(s))")
 
 
 # -- config ---------------------------------------------------------------------------

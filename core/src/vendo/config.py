@@ -100,6 +100,69 @@ class SessionSettings(BaseModel):
     invitation_ttl: int = Field(7 * 86_400, ge=300, description="Invitation lifetime, seconds.")
 
 
+class BillingSettings(BaseModel):
+    """``[billing]``: the kernel's subscription state machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grace_days: int = Field(
+        7, ge=0, le=90, description="Days entitlements stay on after a failed payment before they are restricted."
+    )
+
+
+def check_link_template(value: str, *placeholders: str) -> str:
+    """Validate a link template such as ``{public_url}/reset-password?token={token}``: it
+    formats with exactly the given placeholders (and ``public_url``) into an http(s) URL.
+
+    :raises ValueError: unknown placeholder, missing ``{token}``, or not an http(s) URL.
+    """
+    import string
+
+    names = {field for _, field, _, _ in string.Formatter().parse(value) if field is not None}
+    allowed = {"public_url", *placeholders}
+    if names - allowed:
+        raise ValueError(f"unknown placeholder(s) {sorted(names - allowed)}; use {sorted(allowed)}")
+    missing = set(placeholders) - names
+    if missing:
+        raise ValueError(f"the link must contain {', '.join('{' + m + '}' for m in sorted(missing))}")
+    sample = value.format(public_url="https://example.com", **{name: "x" for name in placeholders})
+    if not sample.startswith(("https://", "http://")):
+        raise ValueError("the link must start with {public_url} or http(s)://")
+    return value
+
+
+class NotificationSettings(BaseModel):
+    """Links in the emails the kernel requests (``[notifications]`` / ``VENDO_NOTIFICATIONS__*``).
+
+    ``{public_url}`` is the ``public_url`` setting; ``{token}`` the single-use token.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    invitation_url: str = Field(
+        "{public_url}/invitations/accept?token={token}",
+        description="Where an invitation email sends its recipient (a page of your app that posts the token "
+                    "to POST /api/v1/invitations/accept).")
+
+    @field_validator("invitation_url")
+    @classmethod
+    def _link(cls, value: str) -> str:
+        return check_link_template(value, "token")
+
+
+class EntitlementSettings(BaseModel):
+    """Plans and entitlements (``[entitlements]`` / ``VENDO_ENTITLEMENTS__*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan_cache_ttl: float = Field(
+        1.0, ge=0, le=3600,
+        description="Seconds a worker keeps a subject's plan assignment in memory: a plan change made by "
+                    "another worker process applies within this time (at once in the process that made it); "
+                    "0 reads it on every decision.",
+    )
+
+
 class ServerSettings(BaseModel):
     """``vendo serve`` defaults (``[server]`` / ``VENDO_SERVER__*``)."""
 
@@ -142,6 +205,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None, description="Master secret (32+ characters); default: generated in <data_dir>/secret.key."
     )
+    public_url: str | None = Field(
+        None, description="The site's public address, for links in emails (https://app.example.com); "
+                          "default http://<server.host>:<server.port>.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
     plugins: PluginControls = Field(default_factory=PluginControls)
@@ -150,10 +216,28 @@ class Settings(BaseSettings):
     )
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
+    entitlements: EntitlementSettings = Field(default_factory=EntitlementSettings)
 
     _config_file: Path | None = PrivateAttr(None)
     _plugin_tables: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")) or any(c in value for c in " ?#"):
+            raise ValueError("public_url must be an http(s) URL without query or fragment, e.g. https://app.example.com")
+        return value
+
+    @property
+    def base_url(self) -> str:
+        """``public_url``, or the address ``vendo serve`` listens on."""
+        return self.public_url or f"http://{self.server.host}:{self.server.port}"
 
     @field_validator("log_level", mode="before")
     @classmethod

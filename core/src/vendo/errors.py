@@ -76,6 +76,14 @@ class ProviderNotConfigured(VendoError):
     status_code = 503
 
 
+class ProviderUnavailable(VendoError):
+    """A provider's vendor (payment processor, AI API...) could not be reached or failed on its
+    side: the request was not carried out, and retrying later may succeed (HTTP 502)."""
+
+    code = "provider_unavailable"
+    status_code = 502
+
+
 class CounterStoreUnavailable(VendoError):
     """The counter store (Redis...) cannot be reached, or lost its data and waits for
     ``vendo usage rebuild``. Metered features failing closed answer 503 with this code;
@@ -130,3 +138,11 @@ class InvalidSignature(VendoError):
 
     code = "invalid_signature"
     status_code = 400
+
+
+class UpstreamError(VendoError):
+    """A vendor behind a provider (an AI API...) failed, timed out or could not be reached.
+    Nothing was consumed: the caller may retry."""
+
+    code = "upstream_error"
+    status_code = 502

@@ -262,7 +262,10 @@ def vendo_register_billing_providers(
     """Register billing providers (payments, checkout, subscriptions, webhooks).
 
     Family ``billing``, exactly one active: when several are installed, choose one with
-    ``providers.billing``; start-up says so otherwise. Each provider implements
+    ``providers.billing``; without a choice the no-payment ``local`` provider
+    (vendo-billing-local) is used if installed, and start-up says so otherwise. The kernel's
+    ``kernel.billing`` drives subscriptions from the events the active provider's webhooks
+    parse into (``POST /api/v1/billing/webhooks/{name}``). Each provider implements
     :class:`vendo.BillingProvider` (customers, hosted checkout, cancellation, and webhooks
     verified and translated into :class:`vendo.BillingEvent`).
 
@@ -282,7 +285,9 @@ def vendo_register_license_backends(
 
     Family ``license``, exactly one active (``providers.license`` when several). Each
     backend implements :class:`vendo.LicenseBackend`; verification answers carry one of
-    :data:`vendo.LICENSE_CODES`.
+    :data:`vendo.LICENSE_CODES`. A backend whose proofs apps check offline also implements
+    :class:`vendo.OfflineLicenseBackend` (signed license files, a signed revocation list,
+    public keys by key id, get/list).
 
     :param register: ``register(name: str, backend: LicenseBackend) -> None``.
     :param kernel: the kernel.
@@ -377,6 +382,29 @@ def vendo_register_tools(
     registered name must equal ``tool.name``.
 
     :param register: ``register(name: str, tool: Tool) -> None``.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
+def vendo_register_notifiers(
+    register: Callable[[str, Any], None], kernel: Kernel, settings: PluginSettings | None
+) -> None:
+    """Register notifiers: senders of the notifications requested with :meth:`vendo.Kernel.notify`.
+
+    Family ``notifier``, several active at once, one used per channel: each notifier
+    implements :class:`vendo.Notifier` and names its ``channel`` (``"email"``...). The kernel
+    delivers every ``notification.requested`` event from the outbox to the first active
+    notifier of the event's channel (``providers.notifier`` order, or registration order), so
+    a send that raises is retried with backoff and ends ``dead`` after ``outbox.max_attempts``.
+    While no notifier serves a channel, its notifications wait in the outbox as ``pending``
+    (never attempted, shown by ``vendo outbox list``) and go out once one is registered.
+    A plugin that is installed but not configured (no server address) registers nothing.
+
+    :param register: ``register(name: str, notifier: Notifier) -> None``.
     :param kernel: the kernel.
     :param settings: this plugin's settings, or ``None``.
 

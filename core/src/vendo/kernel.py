@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from vendo.ai import AI
+from vendo.billing.service import Billing
 from vendo.capabilities import FAMILIES
 from vendo.config import (
     Settings,
@@ -24,7 +26,7 @@ from vendo.config import (
     resolve_plugin_settings,
     unknown_env_names,
 )
-from vendo.db import make_engine, sqlite_path, utcnow
+from vendo.db import READ_ONLY, make_engine, sqlite_path, utcnow
 from vendo.errors import ConfigError, DatabaseError, StartupError, VendoError
 from vendo.hooks import HookCallError, Hooks
 from vendo.entitlements.flags import Flags
@@ -34,6 +36,7 @@ from vendo.identity.audit import Audit
 from vendo.identity.service import Identity
 from vendo.identity.sessions import Sessions
 from vendo.metrics import Metrics
+from vendo.notifications import Notifications
 from vendo.outbox import Outbox
 from vendo.plugins import PluginInfo, check_api, discover, new_plugin_manager, register_plugin
 from vendo.providers import Providers, Registration
@@ -66,12 +69,15 @@ class Kernel:
         self.hooks.add_observer(self.metrics.observe_hook)
         self.providers = Providers()
         self.outbox = Outbox(self)
+        self.notifications = Notifications(self)
         self.identity = Identity(self)
         self.sessions = Sessions(self)
         self.audit = Audit(self)
         self.entitlements = Entitlements(self)
         self.rate_limits = RateLimiter(self)
         self.flags = Flags(self)
+        self.billing = Billing(self)
+        self.ai = AI(self)
         self._secrets: Secrets | None = None
         self.plugins: list[PluginInfo] = []
         self.routes: list[tuple[str, Any, str]] = []
@@ -81,6 +87,7 @@ class Kernel:
         self._route_keys: dict[tuple[str, str], str] = {}
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
+        self._read_sessions: sessionmaker[Session] | None = None
         self._loaded = False
         self._started: list[str] | None = None
 
@@ -89,6 +96,27 @@ class Kernel:
     def now(self) -> datetime:
         """The kernel's current time (aware, UTC); injectable through ``clock``."""
         return self.clock()
+
+    def notify(self, session: Session, *, to: str, template: str, context: Mapping[str, Any],
+               idempotency_key: str, channel: str = "email") -> Any:
+        """Ask for a notification (an email...) in ``session``'s transaction.
+
+        Publishes the outbox event ``notification.requested`` with the payload
+        ``{"channel", "to", "template", "context", "idempotency_key"}``; the notifier of
+        the channel sends it once the transaction commits (retried with backoff). The same
+        ``idempotency_key`` publishes once: a second call returns the first event.
+
+        :param session: the transaction of the change the notification announces.
+        :param to: the recipient (a valid email address for ``email``).
+        :param template: ``license_key``, ``invitation``, ``password_reset``, ``payment_failed``...
+        :param context: the template's values (JSON-compatible).
+        :param idempotency_key: a stable key of what is notified (e.g. ``license:<id>``).
+        :param channel: the notifier channel, ``email`` by default.
+        :return: the :class:`vendo.Event` published (or published before with that key).
+        :raises InvalidInput: bad address, template name, context or key.
+        """
+        return self.notifications.request(session, to=to, template=template, context=context,
+                                          idempotency_key=idempotency_key, channel=channel)
 
     @property
     def secrets(self) -> Secrets:
@@ -201,8 +229,10 @@ class Kernel:
                     return f"vendo_settings_model returned {model!r}, not a pydantic model class"
                 self._plugin_settings[name] = resolve_plugin_settings(self.settings, name, model)
             registrations: list[Registration] = []
+            info = self.plugin(name)
+            builtin = info is not None and info.builtin
             for family in FAMILIES.values():
-                register = self.providers.collector(name, family, registrations)
+                register = self.providers.collector(name, family, registrations, builtin=builtin)
                 self.hooks.call_plugin(family.hook, name, register=register, kernel=self)
             routes: list[tuple[str, Any, str]] = []
             self.hooks.call_plugin(
@@ -262,14 +292,20 @@ class Kernel:
         if self._engine is None:
             self._engine = make_engine(self.settings.resolved_database_url)
             self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+            self._read_sessions = sessionmaker(self._engine.execution_options(**{READ_ONLY: True}),
+                                               expire_on_commit=False)
         return self._engine
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on error."""
+    def session(self, *, read_only: bool = False) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error.
+
+        ``read_only``: the transaction only reads. On SQLite it then begins without taking the
+        write lock (it neither waits for writers nor holds them up); it must not write."""
         self.engine
-        assert self._sessions is not None
-        with self._sessions.begin() as session:
+        maker = self._read_sessions if read_only else self._sessions
+        assert maker is not None
+        with maker.begin() as session:
             yield session
 
     def prepare_storage(self) -> None:
@@ -349,3 +385,4 @@ class Kernel:
             self._engine.dispose()
             self._engine = None
             self._sessions = None
+            self._read_sessions = None

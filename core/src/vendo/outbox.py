@@ -8,6 +8,11 @@ LOCKED`` on PostgreSQL, SQLite's single writer otherwise), hands each to its plu
 backoff, or dead after ``outbox.max_attempts``. Several dispatchers (workers, processes)
 can run at once; a delivery whose worker died is retried when its lease expires, so
 delivery is at least once.
+
+A ``notification.requested`` event also gets a delivery routed to ``notify:<channel>``,
+handed to the channel's notifier (see :mod:`vendo.notifications`); while no notifier serves
+the channel it stays pending, unclaimed. ``publish(..., key=...)`` publishes at most once
+per key (a unique column), which makes notifications idempotent.
 """
 
 from __future__ import annotations
@@ -22,14 +27,17 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, or_, select, update
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, exists, or_, select, update
 from sqlalchemy import event as sa_event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from vendo.capabilities import NOTIFICATION_REQUESTED
 from vendo.db import BigIntPK, Model
 from vendo.errors import InvalidInput, NotFound
 from vendo.events import Event
 from vendo.hooks import HookCallError
+from vendo.notifications import ROUTE_PREFIX, check_request, dedup_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from vendo.kernel import Kernel
@@ -37,6 +45,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("vendo.outbox")
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+#: The status of an event no subscriber or notifier route received (``vendo outbox list``).
+UNROUTED = "unrouted"
+EVENT_STATUSES = (PENDING, DELIVERED, DEAD, UNROUTED)
 
 
 class OutboxEvent(Model):
@@ -49,6 +60,7 @@ class OutboxEvent(Model):
     type: Mapped[str] = mapped_column(String(200), index=True)
     payload: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+    dedup_key: Mapped[str | None] = mapped_column(String(255), unique=True)
 
 
 class OutboxDelivery(Model):
@@ -87,17 +99,28 @@ class Outbox:
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def publish(self, session: Session, type: str, payload: dict[str, Any] | None = None) -> Event:
+    def publish(self, session: Session, type: str, payload: dict[str, Any] | None = None, *,
+                key: str | None = None) -> Event:
         """Record an event in ``session``'s transaction (committed with the caller's writes).
 
         :param session: the SQLAlchemy session of the write this event describes.
         :param type: dotted event name, e.g. ``"billing.subscription.updated"``.
         :param payload: JSON-serialisable data.
+        :param key: publish at most once per key: when an event with this key exists
+            (committed, or earlier in this transaction), it is returned and nothing is
+            published. ``notification.requested`` events are keyed by their
+            ``idempotency_key`` (and their payload validated) even without it.
         :return: the event as subscribers will receive it.
-        :raises InvalidInput: empty type or a payload that is not JSON-serialisable.
+        :raises InvalidInput: empty type, a payload that is not JSON-serialisable, a key
+            longer than 255 characters, or an invalid notification.
         """
         if not type or len(type) > 200:
             raise InvalidInput("event type must be 1 to 200 characters", code="invalid_event")
+        if type == NOTIFICATION_REQUESTED:
+            payload = check_request(payload)
+            key = key or dedup_key(payload["idempotency_key"])
+        if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
+            raise InvalidInput("event key must be 1 to 255 characters", code="invalid_event")
         try:
             # Strict JSON (no NaN/Infinity, which PostgreSQL rejects), read back so the
             # returned event carries exactly what subscribers will receive.
@@ -105,10 +128,27 @@ class Outbox:
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"event payload is not JSON-serialisable: {exc}", code="invalid_event") from None
         now = self._kernel.now()
-        row = OutboxEvent(uid=str(uuid.uuid4()), type=type, payload=payload, created_at=now)
-        session.add(row)
-        session.flush()
-        for subscriber in self._kernel.hooks.subscribers():
+        row = OutboxEvent(uid=str(uuid.uuid4()), type=type, payload=payload, created_at=now, dedup_key=key)
+        if key is None:
+            session.add(row)
+            session.flush()
+        else:
+            existing = session.scalar(select(OutboxEvent).where(OutboxEvent.dedup_key == key))
+            if existing is not None:
+                return _event_of(existing)
+            try:
+                with session.begin_nested():  # a concurrent publisher of the same key wins: keep ours out
+                    session.add(row)
+                    session.flush()
+            except IntegrityError:
+                existing = session.scalar(select(OutboxEvent).where(OutboxEvent.dedup_key == key))
+                if existing is None:
+                    raise
+                return _event_of(existing)
+        routes = list(self._kernel.hooks.subscribers())
+        if type == NOTIFICATION_REQUESTED:
+            routes.append(ROUTE_PREFIX + payload["channel"])
+        for subscriber in routes:
             session.add(
                 OutboxDelivery(
                     event_id=row.id, subscriber=subscriber, status=PENDING, attempts=0, next_attempt_at=now
@@ -127,7 +167,7 @@ class Outbox:
 
     def _claim(self, limit: int) -> list[_Claim]:
         kernel = self._kernel
-        subscribers = kernel.hooks.subscribers()
+        subscribers = kernel.hooks.subscribers() + kernel.notifications.routes()
         if not subscribers:
             return []
         now = kernel.now()
@@ -219,12 +259,18 @@ class Outbox:
         claims = await anyio.to_thread.run_sync(self._claim, self._kernel.settings.outbox.batch_size)
         for claim in claims:
             error = None
-            try:
-                await self._kernel.hooks.deliver(claim.subscriber, claim.event, self._kernel)
-            except HookCallError as exc:
-                error = str(exc)[:2000]
-            except LookupError as exc:
-                error = str(exc)
+            if claim.subscriber.startswith(ROUTE_PREFIX):
+                try:
+                    await self._kernel.notifications.deliver(claim.subscriber, claim.event)
+                except Exception as exc:  # a notifier failed: say how (never the message), retry later
+                    error = _describe(exc)
+            else:
+                try:
+                    await self._kernel.hooks.deliver(claim.subscriber, claim.event, self._kernel)
+                except HookCallError as exc:
+                    error = str(exc)[:2000]
+                except LookupError as exc:
+                    error = str(exc)
             await anyio.to_thread.run_sync(self._record, claim, error)
         return len(claims)
 
@@ -283,6 +329,95 @@ class Outbox:
                 for delivery, event in session.execute(query)
             ]
 
+    def events(self, type: str | None = None, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent events with their deliveries, newest first (``vendo outbox list``).
+
+        Unlike :meth:`list`, an event nobody received is listed too (status ``unrouted``).
+        An event's status is the most urgent of its deliveries' (``dead``, then ``pending``,
+        then ``delivered``); the ``status`` filter keeps the events with at least one delivery
+        in that status, or with none for ``unrouted``. Payloads are left out (see :meth:`event`).
+
+        :raises InvalidInput: unknown status.
+        """
+        if status is not None and status not in EVENT_STATUSES:
+            raise InvalidInput(f"unknown status {status!r}: use {', '.join(EVENT_STATUSES)}", code="invalid_status")
+        query = select(OutboxEvent).order_by(OutboxEvent.id.desc()).limit(limit)
+        if type:
+            query = query.where(OutboxEvent.type == type)
+        if status == UNROUTED:
+            query = query.where(~exists().where(OutboxDelivery.event_id == OutboxEvent.id))
+        elif status is not None:
+            query = query.where(exists().where(OutboxDelivery.event_id == OutboxEvent.id,
+                                               OutboxDelivery.status == status))
+        with self._kernel.session() as session:
+            events = list(session.scalars(query))
+            deliveries: dict[int, list[OutboxDelivery]] = {event.id: [] for event in events}
+            if events:
+                for delivery in session.scalars(select(OutboxDelivery).where(OutboxDelivery.event_id.in_(deliveries))
+                                                .order_by(OutboxDelivery.id)):
+                    deliveries[delivery.event_id].append(delivery)
+            return [self._event_dict(event, deliveries[event.id], payload=False) for event in events]
+
+    def event(self, event_id: str) -> dict[str, Any]:
+        """One event with its payload and deliveries (``vendo outbox show``).
+
+        The payload is shown whole: a notification's context may hold what its recipient
+        must receive (a license key) when no notifier could send it. Never log it.
+
+        :raises NotFound: unknown event id.
+        """
+        with self._kernel.session() as session:
+            event = session.scalar(select(OutboxEvent).where(OutboxEvent.uid == event_id))
+            if event is None:
+                raise NotFound(f"no outbox event with id {event_id}", code="event_not_found")
+            deliveries = list(session.scalars(select(OutboxDelivery).where(OutboxDelivery.event_id == event.id)
+                                              .order_by(OutboxDelivery.id)))
+            return self._event_dict(event, deliveries, payload=True)
+
+    def _event_dict(self, event: OutboxEvent, deliveries: list[OutboxDelivery], *, payload: bool) -> dict[str, Any]:
+        statuses = {d.status for d in deliveries}
+        status = next((s for s in (DEAD, PENDING, DELIVERED) if s in statuses), UNROUTED)
+        servable = set(self._kernel.notifications.routes())
+        data: dict[str, Any] = {
+            "event_id": event.uid,
+            "type": event.type,
+            "created_at": event.created_at.isoformat(),
+            "status": status,
+            "deliveries": [
+                {
+                    "subscriber": d.subscriber,
+                    "status": d.status,
+                    "attempts": d.attempts,
+                    "next_attempt_at": d.next_attempt_at.isoformat(),
+                    "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+                    "last_error": d.last_error,
+                    "waiting": (f"no notifier registered for channel '{d.subscriber[len(ROUTE_PREFIX):]}'"
+                                if d.status == PENDING and d.subscriber.startswith(ROUTE_PREFIX)
+                                and d.subscriber not in servable else None),
+                }
+                for d in deliveries
+            ],
+        }
+        if event.type == NOTIFICATION_REQUESTED:
+            data["notification"] = {k: event.payload.get(k) for k in ("channel", "to", "template")}
+        if payload:
+            data["payload"] = event.payload
+        return data
+
+    def waiting_notifications(self) -> dict[str, int]:
+        """``{channel: pending notifications}`` for channels no notifier serves now
+        (``vendo plugins doctor`` warns about them)."""
+        from sqlalchemy import func
+
+        servable = set(self._kernel.notifications.routes())
+        with self._kernel.session() as session:
+            rows = session.execute(
+                select(OutboxDelivery.subscriber, func.count())
+                .where(OutboxDelivery.status == PENDING, OutboxDelivery.subscriber.like(ROUTE_PREFIX + "%"))
+                .group_by(OutboxDelivery.subscriber)
+            ).all()
+        return {route[len(ROUTE_PREFIX):]: count for route, count in rows if route not in servable}
+
     def retry(self, event_id: str) -> int:
         """Make an event's dead or failing deliveries due now; return how many.
 
@@ -303,3 +438,14 @@ class Outbox:
                 .values(status=PENDING, next_attempt_at=now, locked_until=None, attempts=0)
             )
             return result.rowcount
+
+
+def _event_of(row: OutboxEvent) -> Event:
+    """An event row as subscribers receive it."""
+    return Event(id=row.uid, type=row.type, payload=row.payload, created_at=row.created_at)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: first line of the message``, short, for a delivery's ``last_error``."""
+    lines = str(exc).strip().splitlines()
+    return (f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)[:2000]

@@ -17,6 +17,8 @@ class Registration:
     name: str
     provider: Any
     plugin: str
+    #: Registered by a built-in plugin of the kernel (the ``vendo`` distribution).
+    builtin: bool = False
 
 
 class Providers:
@@ -26,8 +28,9 @@ class Providers:
         self._by_family: dict[str, dict[str, Registration]] = {name: {} for name in FAMILIES}
         self._choice: dict[str, list[str]] = {}
 
-    def collector(self, plugin: str, family: Family, pending: list[Registration]) -> Any:
-        """The ``register(name, provider)`` callback handed to ``plugin`` for ``family``.
+    def collector(self, plugin: str, family: Family, pending: list[Registration], *, builtin: bool = False) -> Any:
+        """The ``register(name, provider)`` callback handed to ``plugin`` for ``family``
+        (``builtin``: ``plugin`` is one of the kernel's built-in plugins).
 
         Registrations go to ``pending`` and take effect with :meth:`commit`, so a plugin
         that fails half-way leaves nothing registered.
@@ -49,7 +52,7 @@ class Providers:
                 )
             if family.name == "tool" and getattr(provider, "name", name) != name:
                 raise ValueError(f"tool registered as '{name}' but its name is '{provider.name}'")
-            pending.append(Registration(family.name, name, provider, plugin))
+            pending.append(Registration(family.name, name, provider, plugin, builtin))
 
         return register
 
@@ -65,8 +68,14 @@ class Providers:
     def configure(self, choices: dict[str, str | list[str]]) -> None:
         """Apply ``[providers]`` settings and check each family's cardinality.
 
+        A single-provider family with several providers installed and none chosen uses the
+        kernel's built-in one (e.g. the ``sql`` counter store beside an installed Redis
+        store), else its ``fallback`` provider when that one is installed (billing:
+        ``local``); otherwise a choice is required.
+
         :raises ConfigError: unknown family, unknown provider name, a list for a
-            single-provider family, or several providers installed with none chosen.
+            single-provider family, or several providers installed with none chosen
+            (and neither a built-in nor the fallback among them).
         """
         resolved: dict[str, list[str]] = {}
         for family_name, choice in choices.items():
@@ -88,6 +97,13 @@ class Providers:
         for family in FAMILIES.values():
             installed = list(self._by_family[family.name])
             if family.single and family.name not in resolved and len(installed) > 1:
+                builtin = [r.name for r in self._by_family[family.name].values() if r.builtin]
+                if len(builtin) == 1:
+                    resolved[family.name] = builtin
+                    continue
+                if family.fallback in installed:
+                    resolved[family.name] = [family.fallback]
+                    continue
                 raise ConfigError(
                     f"several {family.name} providers are installed ({', '.join(installed)}): choose one with "
                     f"[providers] {family.name} = \"...\" in vendo.toml or VENDO_PROVIDERS__{family.name.upper()}"

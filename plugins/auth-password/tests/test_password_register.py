@@ -115,7 +115,7 @@ def test_registration_sends_a_verification_email_unless_disabled(make_kernel, ma
     api = make_api(make_kernel())
     api.register("ada@example.com")
     [event] = api.events("auth.email_verification.requested")
-    assert event["payload"]["email"] == "ada@example.com" and event["payload"]["token"].startswith("vev_")
+    assert event["payload"]["email"] == "ada@example.com" and api.last_token(event["type"]).startswith("vev_")
 
     quiet = make_api(make_kernel(send_verification_on_register=False))
     quiet.register("bob@example.com")

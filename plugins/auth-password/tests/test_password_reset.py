@@ -16,8 +16,12 @@ def test_forgot_answers_the_same_whether_the_account_exists(api, strip_request_i
     assert known.status_code == unknown.status_code == malformed.status_code == 202
     assert known.json() == unknown.json() == malformed.json()
     [event] = api.events("auth.password_reset.requested")
-    assert set(event["payload"]) == {"user_id", "email", "token", "expires_at"}
+    assert set(event["payload"]) == {"user_id", "email", "token_id", "expires_at"}
     assert event["payload"]["email"] == "ada@example.com"
+    [mail] = [e["payload"] for e in api.events("notification.requested") if e["payload"]["template"] == "password_reset"]
+    assert mail["to"] == "ada@example.com" and mail["idempotency_key"] == f"password_reset:{event['payload']['token_id']}"
+    assert mail["context"]["expires_minutes"] == 60
+    assert mail["context"]["reset_url"].startswith("http://127.0.0.1:8000/reset-password?token=vpr_")
 
 
 def test_reset_flow_with_the_token_from_the_outbox(api, kernel, clock):
@@ -26,10 +30,12 @@ def test_reset_flow_with_the_token_from_the_outbox(api, kernel, clock):
     api.post("/auth/password/forgot", {"email": "ADA@example.com"})
     [event] = api.events("auth.password_reset.requested")
     payload = event["payload"]
-    assert payload["user_id"] == user_id and payload["token"].startswith("vpr_")
+    token = api.last_token("auth.password_reset.requested")
+    assert payload["user_id"] == user_id and token.startswith("vpr_")
+    assert token not in str(payload), "the domain event never carries the token"
     assert payload["expires_at"] == "2026-01-01T01:00:00+00:00"  # reset_token_ttl = 1 h at the kernel clock
 
-    assert api.post("/auth/password/reset", {"token": payload["token"], "password": NEW_PASSWORD}).status_code == 204
+    assert api.post("/auth/password/reset", {"token": token, "password": NEW_PASSWORD}).status_code == 204
     assert api.login().status_code == 401
     assert api.login(password=NEW_PASSWORD).status_code == 200
     # every session ended, and the email counts as verified (the link proved it)
@@ -37,11 +43,11 @@ def test_reset_flow_with_the_token_from_the_outbox(api, kernel, clock):
     assert api.me(api.login(password=NEW_PASSWORD).json()["access_token"])["email_verified"] is True
     assert [e["payload"]["via"] for e in api.events("auth.password.changed")] == ["reset"]
 
-    used = api.post("/auth/password/reset", {"token": payload["token"], "password": "Another-Secret-77"})
+    used = api.post("/auth/password/reset", {"token": token, "password": "Another-Secret-77"})
     assert used.status_code == 410 and used.json()["error"]["code"] == "token_used"
     with kernel.session() as session:  # stored as a keyed hash, never as is
         row = session.scalars(select(SingleUseToken).where(SingleUseToken.purpose == "reset")).one()
-    assert payload["token"] not in row.token_hash and len(row.token_hash) == 64
+    assert token not in row.token_hash and len(row.token_hash) == 64
 
 
 def test_expired_reset_token_is_410(api, clock):
@@ -195,3 +201,22 @@ def test_a_reset_token_works_once_even_when_used_concurrently(api, kernel):
     assert len(winners) == 1 and sorted(o for o in outcomes if o not in winners) == ["token_used"] * 3
     assert api.login(password=winners[0]).status_code == 200
     assert len(api.events("auth.password.changed")) == 1
+
+
+def test_email_links_follow_the_settings(make_kernel, make_api):
+    api = make_api(make_kernel(reset_url="https://id.example.com/r/{token}",
+                               verify_email_url="{public_url}/welcome/verify?t={token}"))
+    api.register()
+    api.post("/auth/password/forgot", {"email": "ada@example.com"})
+    mails = {e["payload"]["template"]: e["payload"]["context"] for e in api.events("notification.requested")}
+    assert mails["password_reset"]["reset_url"].startswith("https://id.example.com/r/vpr_")
+    reset = mails["password_reset"]["reset_url"].rsplit("/", 1)[1]
+    assert api.post("/auth/password/reset", {"token": reset, "password": NEW_PASSWORD}).status_code == 204
+    assert mails["email_verification"]["verify_url"].startswith("http://127.0.0.1:8000/welcome/verify?t=vev_")
+    assert mails["email_verification"]["expires_minutes"] == 2 * 24 * 60
+
+
+def test_a_link_without_the_token_fails_the_plugin(make_kernel):
+    kernel = make_kernel(reset_url="https://id.example.com/reset")
+    info = kernel.plugin("auth-password")
+    assert info.status == "failed" and "reset_url" in info.error and "{token}" in info.error

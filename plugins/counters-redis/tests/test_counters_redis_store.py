@@ -173,10 +173,13 @@ def test_importing_the_plugin_does_not_import_redis() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_registered_only_when_chosen(vendo_kernel) -> None:
+def test_registered_always_active_when_chosen(vendo_kernel) -> None:
     plain = vendo_kernel({PLUGIN: vendo_counters_redis})
     assert plain.plugin(PLUGIN).status == "ok"
-    assert plain.providers.get("counters").name == "sql"  # installed but not chosen: no conflict
+    assert plain.providers.get("counters").name == "sql"  # installed, not chosen: the built-in store
+    stores = {entry["name"]: entry["active"] for entry in plain.providers.summary()["counters"]}
+    assert stores == {"sql": True, "redis": False}
+    assert isinstance(plain.providers.get("counters", "redis"), RedisCounterStore)
     chosen = vendo_kernel({PLUGIN: vendo_counters_redis}, providers={"counters": "redis"},
                           plugin_settings={PLUGIN: {"url": CLOSED_URL, "key_prefix": "app1:"}})
     store = chosen.providers.get("counters")

@@ -25,7 +25,7 @@ class SDKError(Exception):
 @app.command()
 def new(
     name: str = typer.Argument(..., help="Short plugin name, e.g. 'weather' (gives vendo-<kind>-weather)."),
-    kind: str = typer.Option(..., "--kind", "-k", help="auth, billing, license, ai, knowledge, tool or generic."),
+    kind: str = typer.Option(..., "--kind", "-k", help="auth, billing, license, ai, knowledge, tool, vector_store, counters or generic."),
     directory: Optional[Path] = typer.Option(None, "--dir", help="Package directory (default ./vendo-<kind>-<name>)."),
 ) -> None:
     """Scaffold a plugin package: pyproject with its entry point, working hooks, README and tests."""

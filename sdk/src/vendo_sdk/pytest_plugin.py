@@ -2,6 +2,8 @@
 
 Fixtures for plugin authors, all function-scoped and isolated:
 
+- ``vendo_isolated_environment``: no ``VENDO_*`` variable (``VENDO_TEST_*`` kept), ``vendo.toml``
+  or ``.env`` of the developer's leaks into the test; make it autouse in a conftest.
 - ``vendo_clock``: a frozen, injectable clock (``vendo_clock.advance(seconds=60)``).
 - ``vendo_database_url``: a temporary SQLite database (``--vendo-database-url`` to use another).
 - ``vendo_postgres_url``: a fresh PostgreSQL schema per test at ``VENDO_TEST_DATABASE_URL``
@@ -12,6 +14,9 @@ Fixtures for plugin authors, all function-scoped and isolated:
   plugin objects (modules), or lists names of installed entry points.
 - ``vendo_client``: ``vendo_client(kernel)`` runs the kernel's HTTP app (start-up included) and
   returns a ``TestClient``.
+- ``vendo_smtp_server``: ``vendo_smtp_server(tls=None|"starttls"|"ssl", users=None)`` starts a
+  real SMTP server on loopback (aiosmtpd; the ``vendo-sdk[smtp]`` extra) that keeps the messages
+  it receives; ``server.settings()`` are ``[email-smtp]`` settings pointing at it.
 
 Nothing heavy is imported until a fixture is used, so installing vendo-sdk costs other test
 suites nothing.
@@ -119,6 +124,26 @@ def vendo_postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def vendo_isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No ``VENDO_*`` variable (``VENDO_TEST_*`` settings of the test run excepted), ``vendo.toml``
+    or ``.env`` of the developer's leaks into the test: the variables are removed and the test
+    runs in an empty working directory, ``tmp_path / "work"``, which is returned.
+
+    Make it apply to every test of a directory with an autouse fixture in its conftest::
+
+        @pytest.fixture(autouse=True)
+        def _isolated_environment(vendo_isolated_environment): ...
+    """
+    for name in list(os.environ):
+        if name.startswith("VENDO_") and not name.startswith("VENDO_TEST_"):
+            monkeypatch.delenv(name)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture
 def vendo_clock() -> FrozenClock:
     """A frozen clock starting at 2026-01-01T00:00Z."""
     return FrozenClock()
@@ -190,3 +215,12 @@ def vendo_client() -> Iterator[Callable[[Any], Any]]:
     yield factory
     for client in reversed(clients):
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def vendo_smtp_server(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start loopback SMTP servers (see :mod:`vendo_sdk.smtp`); stopped after the test."""
+    from vendo_sdk.smtp import smtp_servers
+
+    with smtp_servers(tmp_path) as start:
+        yield start

@@ -18,8 +18,14 @@ KINDS = {
     "ai": "ai",
     "knowledge": "knowledge",
     "tool": "tool",
+    "vector_store": "vector_store",
+    "counters": "counters",
     "generic": "generic",
 }
+
+#: The word a kind's package names start with, when it is not the kind itself (package and
+#: entry-point names use ``-``, never ``_``): ``vendo-vector-<name>``.
+PREFIXES = {"vector_store": "vector"}
 
 SUMMARIES = {
     "auth": "Authenticates requests bearing static tokens, stored hashed.",
@@ -28,6 +34,8 @@ SUMMARIES = {
     "ai": "A local, deterministic AI provider: echo chat, streaming and hashed embeddings.",
     "knowledge": "Reads the text and Markdown files of a directory as knowledge documents.",
     "tool": "A tool counting the words, lines and characters of a text.",
+    "vector_store": "A vector store in a SQLite file: cosine similarity by namespace, brute force.",
+    "counters": "A counter store in a SQLite file, atomic across threads and processes.",
     "generic": "A plugin with a route, an event subscriber and a command.",
 }
 
@@ -63,14 +71,15 @@ def names_for(name: str, kind: str) -> Names:
     if kind not in KINDS:
         raise ScaffoldError(f"unknown kind '{kind}': choose one of {', '.join(KINDS)}")
     short = name.removeprefix("vendo-")
+    prefix = PREFIXES.get(kind, kind)
     if kind != "generic":
-        short = short.removeprefix(f"{kind}-")
+        short = short.removeprefix(f"{prefix}-")
     if not _NAME.match(short) or len(short) > 40:
         raise ScaffoldError(
             f"invalid plugin name '{name}': use lowercase letters and digits in words joined by '-', "
             "starting with a letter, at most 40 characters (e.g. 'weather' or 'acme-weather')"
         )
-    plugin = short if kind == "generic" else f"{kind}-{short}"
+    plugin = short if kind == "generic" else f"{prefix}-{short}"
     dist = f"vendo-{plugin}"
     return Names(
         name=short.replace("-", "_"),

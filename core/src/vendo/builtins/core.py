@@ -16,30 +16,72 @@ outbox_app = typer.Typer(name="outbox", help="Domain events waiting for or deliv
 
 @outbox_app.command("list")
 def outbox_list(
-    status: Optional[str] = typer.Option(None, help="Only deliveries in this status: pending, delivered or dead."),
+    type: Optional[str] = typer.Option(None, "--type", help="Only events of this type, e.g. notification.requested."),
+    status: Optional[str] = typer.Option(
+        None, help="Only events with a delivery in this status: pending, delivered or dead; "
+                   "or unrouted (no subscriber received it)."),
     limit: int = typer.Option(50, min=1, max=10_000, help="How many, newest first."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
-    """List recent outbox deliveries, newest first."""
-    from vendo.cli import cli_kernel
-    from vendo.errors import InvalidInput
+    """List recent outbox events with their deliveries, newest first.
 
-    if status not in (None, "pending", "delivered", "dead"):
-        raise InvalidInput(f"unknown status {status!r}: use pending, delivered or dead")
+    Payloads are not printed: `vendo outbox show EVENT_ID` prints one.
+    """
+    from vendo.cli import cli_kernel
+
     kernel = cli_kernel()
     kernel.check_database()
-    rows = kernel.outbox.list(status=status, limit=limit)
+    rows = kernel.outbox.events(type=type, status=status, limit=limit)
     for row in rows:
         if as_json:
             typer.echo(json.dumps(row))
-        else:
-            error = f"  {row['last_error']}" if row["last_error"] else ""
-            typer.echo(
-                f"{row['created_at']}  {row['event_id']}  {row['type']}  -> {row['subscriber']}  "
-                f"{row['status']} ({row['attempts']} attempt(s)){error}"
-            )
+            continue
+        note = row.get("notification")
+        about = f"  [{note['channel']} {note['template']} -> {note['to']}]" if note else ""
+        typer.echo(f"{row['created_at']}  {row['event_id']}  {row['type']}  {row['status']}{about}")
+        for delivery in row["deliveries"]:
+            typer.echo("    " + _delivery_line(delivery))
     if not rows and not as_json:
-        typer.echo("no deliveries")
+        typer.echo("no events")
+
+
+def _delivery_line(delivery: dict[str, Any]) -> str:
+    """``-> subscriber  status (n attempt(s))  reason``, one line."""
+    reason = delivery["waiting"] or delivery["last_error"] or ""
+    line = f"-> {delivery['subscriber']}  {delivery['status']} ({delivery['attempts']} attempt(s))"
+    if delivery["status"] == "pending" and delivery["attempts"] and not delivery["waiting"]:
+        line += f", next at {delivery['next_attempt_at']}"
+    return f"{line}  {reason}".rstrip()
+
+
+@outbox_app.command("show")
+def outbox_show(
+    event_id: str = typer.Argument(..., help="The event id shown by `vendo outbox list`."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Print one event: its payload and its deliveries.
+
+    The payload is printed whole, secrets included (a license key waiting in a notification
+    that no notifier could send): this is the operator's view; keep it out of logs.
+    """
+    from vendo.cli import cli_kernel
+
+    kernel = cli_kernel()
+    kernel.check_database()
+    row = kernel.outbox.event(event_id)
+    if as_json:
+        typer.echo(json.dumps(row, indent=2))
+        return
+    typer.echo(f"event    {row['event_id']}")
+    typer.echo(f"type     {row['type']}")
+    typer.echo(f"created  {row['created_at']}")
+    typer.echo(f"status   {row['status']}")
+    typer.echo("payload")
+    for line in json.dumps(row["payload"], indent=2, sort_keys=True).splitlines():
+        typer.echo("  " + line)
+    typer.echo("deliveries" if row["deliveries"] else "deliveries: none (no subscriber received it)")
+    for delivery in row["deliveries"]:
+        typer.echo("  " + _delivery_line(delivery))
 
 
 @outbox_app.command("dispatch")
@@ -66,7 +108,7 @@ def outbox_retry(event_id: str = typer.Argument(..., help="The event id shown by
 
 @hookimpl
 def vendo_register_commands(register: Any) -> None:
-    """Add ``vendo outbox list|dispatch|retry``."""
+    """Add ``vendo outbox list|show|dispatch|retry``."""
     register(outbox_app)
 
 
@@ -88,8 +130,10 @@ def vendo_register_counter_stores(register: Any) -> None:
 
 @hookimpl
 def vendo_register_routes(register: Any, kernel: Any) -> None:
-    """Identity routes (me, sessions, workspaces, members, invitations, audit) and
-    ``GET /api/v1/plugins`` (plugins with versions, statuses and hooks, like Datasette's)."""
+    """Identity, entitlement, billing and AI routes (me, sessions, workspaces, members,
+    invitations, audit, usage, ``/billing/...``, the AI vault and budgets under ``/ai``) and
+    ``GET /api/v1/plugins`` (plugins with versions, statuses and hooks, like Datasette's). The
+    OpenAI-compatible ``/v1`` routes are mounted by the app when an AI provider is registered."""
     from fastapi import APIRouter
 
     from vendo.identity.endpoints import build_router
@@ -98,6 +142,13 @@ def vendo_register_routes(register: Any, kernel: Any) -> None:
     from vendo.entitlements.endpoints import build_router as entitlement_routes
 
     register(entitlement_routes(kernel))
+    from vendo.billing.endpoints import build_router as billing_routes
+
+    register(billing_routes(kernel))
+
+    from vendo.ai.endpoints import build_router as ai_routes
+
+    register(ai_routes(kernel))
     router = APIRouter(tags=["kernel"])
 
     @router.get("/plugins", summary="Installed plugins and their status")
@@ -108,3 +159,14 @@ def vendo_register_routes(register: Any, kernel: Any) -> None:
         }
 
     register(router)
+
+
+@hookimpl
+def vendo_erase_workspace_data(workspace_id: str, session: Any, kernel: Any) -> None:
+    """Delete the AI vault's keys and the API-key AI budgets of a workspace being deleted."""
+    from sqlalchemy import delete
+
+    from vendo.ai.models import AIKeyBudget
+
+    kernel.ai.vault.erase_workspace(session, workspace_id)
+    session.execute(delete(AIKeyBudget).where(AIKeyBudget.workspace == workspace_id))

@@ -6,6 +6,8 @@ SQLite is the embedded default; PostgreSQL (psycopg 3) is selected by the URL.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -96,11 +98,114 @@ def parse_url(url: str) -> URL:
         ) from None
 
 
-def _sqlite_begin(connection: Any) -> None:
-    # IMMEDIATE takes the write lock at the start: a transaction that reads then writes can
-    # never fail to upgrade its lock after another writer committed (SQLITE_BUSY_SNAPSHOT);
-    # waiting writers queue on busy_timeout instead.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+#: Execution option of connections whose transactions only read (``kernel.session(read_only=True)``):
+#: on SQLite they begin DEFERRED, so they neither wait for a writer nor hold one up (WAL).
+READ_ONLY = "vendo_read_only"
+#: Seconds a SQLite writer waits for the database (``PRAGMA busy_timeout``) and for its turn in
+#: the process.
+BUSY_TIMEOUT = 10.0
+#: Connections a SQLite engine keeps open (and as many more it may open for a while).
+SQLITE_POOL_SIZE = 40
+
+
+class _WriterQueue:
+    """One write transaction at a time per SQLite engine, queued in the process.
+
+    SQLite allows one writer; a second ``BEGIN IMMEDIATE`` waits in SQLite's busy handler,
+    which polls with sleeps growing to 100 ms, so writers of one process (the server's
+    threads) lost most of their time sleeping past the moment the lock was free. Here they
+    wait on a lock that hands over at once when the holder's COMMIT or ROLLBACK is done.
+    Other processes still meet at SQLite's own lock. Held from BEGIN IMMEDIATE to the end of
+    the transaction on the DBAPI connection; a waiter gives up after :data:`BUSY_TIMEOUT` and
+    proceeds, leaving it to SQLite as before."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: int | None = None
+
+    def acquire(self, dbapi_connection: Any) -> None:
+        key = id(dbapi_connection)
+        if self._holder == key:
+            return
+        if self._lock.acquire(timeout=BUSY_TIMEOUT):
+            self._holder = key
+
+    def release(self, dbapi_connection: Any) -> None:
+        if self._holder is not None and self._holder == id(getattr(dbapi_connection, "dbapi_connection",
+                                                                    dbapi_connection)):
+            self._holder = None
+            self._lock.release()
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """Explicit transactions on a SQLite engine: ``BEGIN IMMEDIATE`` for writers (queued in the
+    process by a :class:`_WriterQueue`), ``BEGIN`` for read-only connections."""
+    queue = _WriterQueue()
+    dialect = engine.dialect
+
+    def begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+            return
+        # IMMEDIATE takes the write lock at the start: a transaction that reads then writes can
+        # never fail to upgrade its lock after another writer committed (SQLITE_BUSY_SNAPSHOT).
+        dbapi_connection = connection.connection.dbapi_connection
+        queue.acquire(dbapi_connection)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            queue.release(dbapi_connection)
+            raise
+
+    def ending(original: Any) -> Any:
+        def end(dbapi_connection: Any) -> None:
+            try:
+                original(dbapi_connection)
+            finally:
+                queue.release(dbapi_connection)
+        return end
+
+    event.listen(engine, "begin", begin)
+    # The dialect ends every transaction, the pool's reset on return included: release there,
+    # once the COMMIT or ROLLBACK is done.
+    dialect.do_commit = ending(dialect.do_commit)  # type: ignore[method-assign]
+    dialect.do_rollback = ending(dialect.do_rollback)  # type: ignore[method-assign]
+    dialect.do_close = ending(dialect.do_close)  # type: ignore[method-assign]
+
+
+#: A pooled connection idle for longer than this is pinged before use (server databases).
+PING_AFTER_IDLE = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before handing it out only if it sat idle for more than
+    :data:`PING_AFTER_IDLE` seconds; a dead one is replaced transparently.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: one more round trip for every
+    transaction (on a consume, 5 instead of 4). A connection used a moment ago is alive but
+    for a server restart in that moment, which its statement then meets as an error (and the
+    pool drops its connections), like any failure in the middle of a request.
+    """
+    from sqlalchemy.exc import DisconnectionError
+
+    dialect = engine.dialect
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["vendo_idle_since"] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("vendo_idle_since")
+        if since is None or time.monotonic() - since <= PING_AFTER_IDLE:
+            return  # a new connection, or one used a moment ago
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the driver's error for a dead connection
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
+        if alive is False:
+            raise DisconnectionError("pooled connection is gone")
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -120,9 +225,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     :raises ConfigError: malformed URL or missing database driver.
     """
     parsed = parse_url(url)
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         options = {"connect_args": {"check_same_thread": False}}
+        if parsed.database not in (None, "", ":memory:"):
+            # Keep a connection per server thread (anyio's pool runs up to 40): past the default
+            # 5 + 10 overflow, each request opened and closed a connection (and ran the pragmas).
+            options.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
     options.update(kwargs)
     try:
         engine = create_engine(parsed, **options)
@@ -132,5 +241,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         ) from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        _sqlite_transactions(engine)
+    elif not options.get("pool_pre_ping"):
+        _ping_when_idle(engine)
     return engine

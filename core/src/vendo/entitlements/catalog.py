@@ -34,6 +34,12 @@ Request rate limits and feature flags are declared in the same file::
     per_minute = 1000                     # gets these limits instead of its plan's
     per_day = 100000
 
+    [plans.pro.license]                   # buying this plan issues a license key
+    tier = "pro"                          # what the key carries (default: the plan id)
+    product = "qoredb"                    # default "default"
+    max_machines = 3                      # activations allowed (default: no cap)
+    perpetual = false                     # false: the license follows the subscription period
+
     [flags.paywall-v2]
     description = "The new paywall"
     default = false                       # the answer for plans the rollout does not name
@@ -41,6 +47,17 @@ Request rate limits and feature flags are declared in the same file::
 
 A plan without ``rate_limits`` (or a tier with no window) is not rate limited. Rate limits
 and flags are operational settings: they always follow the current catalog version.
+
+AI calls (``kernel.ai`` and the ``/v1`` OpenAI-compatible routes) read two more sections::
+
+    [ai]
+    aliases = { smart = "gpt-4o", fast = "gpt-4o-mini" }
+    # token_feature = "ai_tokens"   metered feature counting tokens, when declared
+    # spend_feature = "ai_spend"    metered feature counting micro-dollars (the budget), when declared
+
+    [plans.pro.ai]
+    models = ["fast", "smart"]            # allow-list (absent: every model)
+    managed = true                        # may use the operator's key without a BYOK key
 """
 
 from __future__ import annotations
@@ -150,8 +167,61 @@ class FlagDefinition(_Strict):
     rollout: dict[str, Percent] = Field(default_factory=dict)
 
 
+class PlanLicense(_Strict):
+    """``[plans.<id>.license]``: a checkout completed for this plan issues a license key.
+
+    ``tier`` is what the key carries (default: the plan id), ``product`` names the app it
+    unlocks, ``max_machines`` caps activations (``None``: no cap) and ``perpetual`` says the
+    license never expires; otherwise it follows the subscription's period.
+    """
+
+    tier: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,39}$")
+    product: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    max_machines: int | None = Field(None, ge=1, strict=True)
+    perpetual: bool = Field(False, strict=True)
+
+
+class PlanAI(_Strict):
+    """What a plan allows of AI calls (``[plans.<id>.ai]``).
+
+    ``models``: the model ids (or aliases) the plan may call, ``None`` for every model;
+    ``managed``: calls without the workspace's own key (BYOK) may use the operator's key.
+    """
+
+    models: tuple[str, ...] | None = None
+    managed: bool = False
+
+    def allows(self, model: str, aliases: dict[str, str]) -> bool:
+        """Whether ``model`` (a resolved id) is on the allow-list, directly or by an alias."""
+        if self.models is None:
+            return True
+        return any(aliases.get(name, name) == model for name in self.models)
+
+
+class AICatalog(_Strict):
+    """Catalog-wide AI settings (``[ai]``).
+
+    ``aliases``: names clients may use for a model id (``{ "smart" = "gpt-4o" }``).
+    ``token_feature``: the metered feature counting tokens (prompt + completion) when the
+    catalog declares it; ``spend_feature``: the metered feature counting spend in
+    micro-dollars (the workspace budget: its limit is the hard stop) when declared.
+    ``default_max_tokens``: the completion tokens reserved (and asked of the vendor) when a
+    request names no ``max_tokens`` while tokens or spend are metered.
+    """
+
+    aliases: dict[str, str] = Field(default_factory=dict)
+    token_feature: str = "ai_tokens"
+    spend_feature: str = "ai_spend"
+    default_max_tokens: int = Field(1024, gt=0)
+    warning_ratio: float = Field(0.8, gt=0, le=1)
+
+
 class Plan(_Strict):
-    """A plan: prices, a trial, what it grants and its request rate limits."""
+    """A plan: prices, a trial, what it grants and its request rate limits.
+
+    A plan with a ``license`` table (or the shorthand ``licensed = true``, which means a
+    license table with every default) is *licensed*: buying it issues a license key.
+    """
 
     id: str
     name: str
@@ -161,7 +231,20 @@ class Plan(_Strict):
     features: dict[str, Grant] = Field(default_factory=dict)
     add_ons: tuple[str, ...] = ()
     licensed: bool = False
+    license: PlanLicense | None = None
     rate_limits: RateLimits | None = None
+    ai: PlanAI = Field(default_factory=PlanAI)
+
+    @model_validator(mode="after")
+    def _license_terms(self) -> Plan:
+        # `licensed = true` alone means default terms; a license table implies licensed.
+        if self.licensed and self.license is None:
+            object.__setattr__(self, "license", PlanLicense())
+        elif self.license is not None and not self.licensed:
+            object.__setattr__(self, "licensed", True)
+        if self.license is not None and self.license.tier is None:
+            object.__setattr__(self, "license", self.license.model_copy(update={"tier": self.id}))
+        return self
 
     def monthly_price(self, currency: str) -> Decimal | None:
         """The plan's monthly price in ``currency`` at its minimum seats (a twelfth of a yearly
@@ -191,6 +274,7 @@ class Catalog(_Strict):
     add_ons: dict[str, AddOn] = Field(default_factory=dict)
     rate_limit_tiers: dict[str, RateLimits] = Field(default_factory=dict)
     flags: dict[str, FlagDefinition] = Field(default_factory=dict)
+    ai: AICatalog = Field(default_factory=AICatalog)
 
     @model_validator(mode="before")
     @classmethod
@@ -287,14 +371,14 @@ class Catalog(_Strict):
 
 
 def current_catalog(kernel: Kernel) -> Catalog:
-    """The current catalog of ``kernel``: the newest version number (a small query), then
-    that version from the entitlement service's cache (its definition is read and validated
-    once, not on every call).
+    """The current catalog of ``kernel``: the newest version number (kept by the plan cache, so
+    a catalog loaded by another process is seen within ``[entitlements] plan_cache_ttl``),
+    then that version from the entitlement service's cache (its definition is read and
+    validated once, not on every call).
 
     :raises NotFound: ``no_catalog``.
     """
-    with kernel.session() as session:
-        return kernel.entitlements.catalog(kernel.entitlements.current_version(session), session)
+    return kernel.entitlements.catalog()
 
 
 def _grant(value: Any) -> Any:

@@ -61,7 +61,7 @@ def resolve_subject(kernel: Kernel, principal: Principal, requested: str | None,
         return subject, None
     if principal.workspace is not None and subject != principal.workspace:
         raise NotFound("subject not found", code="subject_not_found")
-    with kernel.session() as session:
+    with kernel.session(read_only=True) as session:
         role = kernel.identity.role_of(session, principal.subject, subject)
     if role is None:
         raise NotFound("subject not found", code="subject_not_found")

@@ -174,7 +174,7 @@ class RateLimiter:
             target = subject or who.workspace or who.subject
         else:
             target = subject or who
-        plan_id = self._kernel.entitlements.entitlements(target)["plan"]
+        plan_id = self._kernel.entitlements.plan(target).id
         plan = catalog.plans.get(plan_id) or catalog.default_plan  # a plan gone from the current catalog
         return RateLimitPolicy(scope, plan.rate_limits, None, plan.id)
 

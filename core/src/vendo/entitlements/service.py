@@ -28,11 +28,11 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from sqlalchemy import Text, and_, bindparam, cast, delete, false, func, or_, select, text, true, update
+from sqlalchemy import Text, and_, bindparam, cast, delete, event, false, func, or_, select, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,7 @@ from vendo.capabilities import COMPENSATIONS, counter_key, counter_period
 from vendo.entitlements.catalog import Catalog, FeatureDefinition, Grant, Plan
 from vendo.entitlements.models import Assignment, CatalogVersion, Hold, LedgerEntry
 from vendo.entitlements.periods import period_end, period_start
+from vendo.entitlements.plancache import MISS, NEWEST_CATALOG, PlanCache
 from vendo.entitlements.store import Bucket, SQLCounterStore
 from vendo.errors import Conflict, CounterStoreUnavailable, InvalidInput, NotFound
 
@@ -84,10 +85,12 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form (``resets_at`` as ISO 8601)."""
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _DECISION_FIELDS}  # flat: no deep copy (asdict)
         data["resets_at"] = self.resets_at.isoformat() if self.resets_at else None
-        data.pop("extra")
         return {**data, **self.extra}
+
+
+_DECISION_FIELDS = tuple(f.name for f in fields(Decision) if f.name != "extra")
 
 
 @dataclass
@@ -116,6 +119,16 @@ _ASSIGNMENT = select(_ASSIGNMENTS.plan_id, _ASSIGNMENTS.catalog_version, _ASSIGN
     .where(_ASSIGNMENTS.subject == bindparam("subject"))
 _NEWEST_VERSION = select(func.max(CatalogVersion.__table__.c.version))
 _LEDGER_INSERT = LedgerEntry.__table__.insert()
+#: ``session.info`` keys: subjects assigned in the session's open transaction, and whether the
+#: session already calls back on commit and rollback.
+_ASSIGNED = "vendo.entitlements.assigned"
+_LISTENING = "vendo.entitlements.listening"
+
+_HOLDS = Hold.__table__.c
+#: Claim a held hold for settlement (a Core statement: the ORM's bulk-update path costs ~1 ms here).
+_CLAIM_HOLD = Hold.__table__.update() \
+    .where(_HOLDS.id == bindparam("hold_id"), _HOLDS.status == "held") \
+    .values(status=bindparam("new_status"), settled_at=bindparam("settled")).returning(_HOLDS.applied)
 
 
 def _is_workspace(subject: str) -> bool:
@@ -135,6 +148,8 @@ class Entitlements:
         self._kernel = kernel
         self._catalogs: dict[int, Catalog] = {}
         self._rebuilding = threading.Lock()
+        #: Subjects' assignments and the newest catalog version (see :mod:`vendo.entitlements.plancache`).
+        self.plan_cache = PlanCache(kernel.settings.entitlements.plan_cache_ttl)
 
     # -- catalog -------------------------------------------------------------------------------
 
@@ -151,6 +166,7 @@ class Entitlements:
             session.add(CatalogVersion(version=version, definition=definition, digest=digest, source=source,
                                        created_at=self._kernel.now()))
         self._catalogs[version] = catalog
+        self.plan_cache.invalidate([NEWEST_CATALOG])
         return version, True
 
     def catalog(self, version: int | None = None, session: Session | None = None) -> Catalog:
@@ -160,11 +176,15 @@ class Entitlements:
         """
         if version is not None and version in self._catalogs:
             return self._catalogs[version]
+        if version is None:
+            newest = self.plan_cache.get(NEWEST_CATALOG)
+            if newest in self._catalogs:  # (MISS never is)
+                return self._catalogs[newest]
         if session is None:
-            with self._kernel.session() as own:
+            with self._kernel.session(read_only=True) as own:
                 return self.catalog(version, own)
         if version is None:  # the newest version number, then the (cached) catalog
-            newest = session.scalar(_NEWEST_VERSION)
+            newest = self._newest_version(session)
             if newest is not None and newest in self._catalogs:
                 return self._catalogs[newest]
         query = select(CatalogVersion)
@@ -176,6 +196,17 @@ class Entitlements:
         catalog = self._catalogs.get(row.version) or Catalog.model_validate(row.definition)
         self._catalogs[row.version] = catalog
         return catalog
+
+    def _newest_version(self, session: Session) -> int | None:
+        """The newest catalog version number, from the plan cache when fresh."""
+        cache = self.plan_cache
+        newest = cache.get(NEWEST_CATALOG)
+        if newest is MISS:
+            generation = cache.generation
+            newest = session.scalar(_NEWEST_VERSION)
+            if newest is not None:
+                cache.put(NEWEST_CATALOG, newest, generation)
+        return newest
 
     def current_version(self, session: Session) -> int:
         """The newest catalog version number."""
@@ -207,15 +238,45 @@ class Entitlements:
         assignment.grace_until, assignment.seats = grace_until, seats
         assignment.add_ons, assignment.updated_at = dict(add_ons or {}), now
         session.add(assignment)
+        self._note_assigned(session, subject)
         return assignment
 
-    def _plan_of(self, session: Session, subject: str, now: datetime) -> tuple[Catalog, Plan, Plan | None, Any]:
+    def _note_assigned(self, session: Session, subject: str) -> None:
+        """Drop ``subject`` from the plan cache once ``session``'s transaction commits (and
+        bypass the cache for it inside that transaction); forget it if it rolls back."""
+        session.info.setdefault(_ASSIGNED, set()).add(subject)
+        if not session.info.get(_LISTENING):
+            session.info[_LISTENING] = True
+            event.listen(session, "after_commit", self._assignments_committed)
+            event.listen(session, "after_soft_rollback", _assignments_rolled_back)
+
+    def _assignments_committed(self, session: Session) -> None:
+        self.plan_cache.invalidate(session.info.pop(_ASSIGNED, ()))
+
+    def _assignment(self, session: Session, subject: str) -> Any:
+        """The subject's assignment row (``None``: none), from the plan cache when fresh and not
+        being changed by ``session``'s own transaction."""
+        cache = self.plan_cache
+        if subject in session.info.get(_ASSIGNED, ()):  # this transaction's own, uncommitted write
+            session.flush()
+            return session.execute(_ASSIGNMENT, {"subject": subject}).first()
+        row = cache.get(subject)
+        if row is MISS:
+            if session.new or session.dirty:  # a plain statement does not autoflush: see pending assignments
+                session.flush()
+            generation = cache.generation
+            row = session.connection().execute(_ASSIGNMENT, {"subject": subject}).first()
+            cache.put(subject, row, generation)
+        return row
+
+    def _plan_of(self, session: Session | None, subject: str, now: datetime) -> Any:
         """``(catalog, effective plan, inactive paid plan or None, assignment)``; the assignment
         is a row with the columns of :class:`Assignment` (read without building an object: this
-        runs on every decision)."""
-        if session.new or session.dirty:  # a plain statement does not autoflush: see pending assignments
-            session.flush()
-        assignment = session.execute(_ASSIGNMENT, {"subject": subject}).first()
+        runs on every decision). Without a ``session``: from the plan cache alone, ``None``
+        when it has nothing fresh."""
+        assignment = self.plan_cache.get(subject) if session is None else self._assignment(session, subject)
+        if assignment is MISS:
+            return None
         if assignment is None:
             catalog = self.catalog(None, session)
             return catalog, catalog.default_plan, None, None
@@ -230,13 +291,38 @@ class Entitlements:
         current = self.catalog(None, session)
         return current, current.default_plan, plan, assignment
 
+    def plan(self, subject: str) -> Plan:
+        """The plan in effect for ``subject`` now: its own while active, else the current
+        catalog's default (from the plan cache when fresh)."""
+        return self.effective_plan(subject)[1]
+
+    def effective_plan(self, subject: str, session: Session | None = None) -> tuple[Catalog, Plan]:
+        """The catalog (of the subject's terms) and the plan in force for ``subject`` now: its
+        plan while active or trialing, else the default plan (from the plan cache when fresh).
+
+        :raises NotFound: ``no_catalog``.
+        """
+        now = self._kernel.now()
+        found = self._plan_of(session, subject, now)
+        if found is None:
+            with self._kernel.session(read_only=True) as own:
+                found = self._plan_of(own, subject, now)
+        return found[0], found[1]
+
     # -- decisions ---------------------------------------------------------------------------------
 
-    def _context(self, session: Session, subject: str, feature: str, member: str | None) -> _Context:
+    def _context(self, session: Session | None, subject: str, feature: str, member: str | None,
+                 planned: tuple[Catalog, Plan, Plan | None, Any] | None = None) -> Any:
+        """Everything a decision on ``feature`` needs; without a ``session``, from the plan
+        cache alone (``None`` when it has nothing fresh); ``planned``: :meth:`_plan_of`'s answer
+        already read in this transaction (several features of one subject at once)."""
         if not subject:
             raise InvalidInput("subject is required", code="invalid_subject")
         now = self._kernel.now()
-        catalog, plan, inactive, assignment = self._plan_of(session, subject, now)
+        found = planned or self._plan_of(session, subject, now)
+        if found is None:
+            return None
+        catalog, plan, inactive, assignment = found
         definition = catalog.feature(feature)
         grant = plan.features.get(feature)
         limit = grant.limit if grant is not None else 0
@@ -382,8 +468,11 @@ class Entitlements:
         :raises CounterStoreUnavailable: the store is unreachable and the feature fails closed.
         """
         _positive(amount)
-        with self._kernel.session() as session:
-            return self._evaluate(session, self._context(session, subject, feature, member), amount)
+        ctx = self._context(None, subject, feature, member) if self.plan_cache.enabled else None
+        if ctx is not None and ctx.definition.kind == "boolean":  # a cached plan answers alone
+            return self._judge(ctx, [0], amount)
+        with self._kernel.session(read_only=True) as session:
+            return self._evaluate(session, ctx or self._context(session, subject, feature, member), amount)
 
     # -- recording ------------------------------------------------------------------------------------
 
@@ -412,7 +501,7 @@ class Entitlements:
                     raise InvalidInput(f"{feature} is a boolean feature: check it, there is nothing to count",
                                        code="not_countable")
                 # The entry first: a duplicate key fails here, before any counter moves.
-                session.execute(_LEDGER_INSERT, {
+                session.connection().execute(_LEDGER_INSERT, {  # Core: no ORM machinery per call
                     "idempotency_key": key, "kind": kind, "subject": subject, "member": member, "feature": feature,
                     "period_start": ctx.start, "amount": amount, "tokens": tokens, "cost": cost,
                     "buckets": [b.key for b in ctx.buckets], "details": dict(metadata or {}), "created_at": ctx.now,
@@ -510,42 +599,69 @@ class Entitlements:
         :raises CounterStoreUnavailable: the store is unreachable and the feature fails closed.
         """
         _positive(estimate, "estimate")
-        if ttl <= 0 or ttl > 86_400:
-            raise InvalidInput("ttl is 1 second to 1 day", code="invalid_ttl")
+        _valid_ttl(ttl)
         with self._transaction() as session:
-            ctx = self._context(session, subject, feature, member)
-            if not self._granted(ctx):
-                return self._evaluate(session, ctx, estimate)
-            hold = Hold(id=f"hold_{uuid.uuid4().hex}", subject=subject, member=member, feature=feature,
-                        period_start=ctx.start, amount=estimate, buckets=[b.key for b in ctx.buckets],
-                        status="held", expires_at=ctx.now + timedelta(seconds=ttl), created_at=ctx.now,
-                        applied=True)
-            try:
-                values = self._store.try_add(session, ctx.buckets, estimate)
-            except CounterStoreUnavailable:
-                if ctx.definition.policy == "fail_closed":
-                    raise
-                hold.applied = False  # counted by the journal once the store is back
-                session.add(hold)
-                session.flush()
-                decision = self._fallback(session, ctx, estimate)
-                decision.hold_id = hold.id
-                return decision
-            if values is None:
-                return self._evaluate(session, ctx, estimate, refused=True)
+            return self._hold(session, subject, feature, estimate, member, ttl)
+
+    def reserve_many(self, subject: str, estimates: list[tuple[str, int]], *, member: str | None = None,
+                     ttl: float = 300.0) -> list[Decision]:
+        """Hold several features' estimates at once, all or none, in one transaction (an AI
+        call holds a request, its tokens and its spend). Returns one decision per estimate
+        when all are allowed; otherwise the refused decision alone (``[decision]``), and
+        nothing is held.
+
+        :raises CounterStoreUnavailable: the store is unreachable and a feature fails closed.
+        """
+        for _feature, estimate in estimates:
+            _positive(estimate, "estimate")
+        _valid_ttl(ttl)
+        try:
+            with self._transaction() as session:
+                decisions = []
+                if not subject:
+                    raise InvalidInput("subject is required", code="invalid_subject")
+                planned = self._plan_of(session, subject, self._kernel.now())
+                for feature, estimate in estimates:
+                    decision = self._hold(session, subject, feature, estimate, member, ttl, planned)
+                    if not decision.allowed:
+                        raise _Refusal(decision)
+                    decisions.append(decision)
+                return decisions
+        except _Refusal as refusal:  # the transaction rolled back: the holds taken before are gone
+            return [refusal.decision]
+
+    def _hold(self, session: Session, subject: str, feature: str, estimate: int, member: str | None,
+              ttl: float, planned: tuple[Catalog, Plan, Plan | None, Any] | None = None) -> Decision:
+        ctx = self._context(session, subject, feature, member, planned)
+        if not self._granted(ctx):
+            return self._evaluate(session, ctx, estimate)
+        hold = Hold(id=f"hold_{uuid.uuid4().hex}", subject=subject, member=member, feature=feature,
+                    period_start=ctx.start, amount=estimate, buckets=[b.key for b in ctx.buckets],
+                    status="held", expires_at=ctx.now + timedelta(seconds=ttl), created_at=ctx.now,
+                    applied=True)
+        try:
+            values = self._store.try_add(session, ctx.buckets, estimate)
+        except CounterStoreUnavailable:
+            if ctx.definition.policy == "fail_closed":
+                raise
+            hold.applied = False  # counted by the journal once the store is back
             session.add(hold)
-            decision = self._decision(ctx, values[0], estimate, True)
+            session.flush()
+            decision = self._fallback(session, ctx, estimate)
             decision.hold_id = hold.id
             return decision
+        if values is None:
+            return self._evaluate(session, ctx, estimate, refused=True)
+        session.add(hold)
+        decision = self._decision(ctx, values[0], estimate, True)
+        decision.hold_id = hold.id
+        return decision
 
     def _settle(self, session: Session, hold_id: str, status: str) -> tuple[Hold, bool]:
         """Claim a held hold for ``status``; return it and whether the store counts its amount
         (read in the same statement as the claim, so the journal cannot move it meanwhile)."""
-        counted = session.execute(
-            update(Hold).where(Hold.id == hold_id, Hold.status == "held")
-            .values(status=status, settled_at=self._kernel.now()).returning(Hold.applied)
-            .execution_options(synchronize_session=False)
-        ).scalar()
+        counted = session.execute(_CLAIM_HOLD, {"hold_id": hold_id, "new_status": status,
+                                                "settled": self._kernel.now()}).scalar()
         hold = session.get(Hold, hold_id)
         if hold is None:
             raise NotFound(f"no hold {hold_id}", code="unknown_hold")
@@ -558,27 +674,39 @@ class Entitlements:
         """Settle a hold at the ``actual`` units used (0 or more): the difference with the
         estimate is given back, or added (the work was done). Recorded in the ledger once;
         journalled when the store is unreachable."""
-        if not isinstance(actual, int) or actual < 0:
-            raise InvalidInput("actual must be an integer, 0 or more", code="invalid_amount")
+        _valid_actual(actual)
         with self._transaction() as session:
-            hold, counted = self._settle(session, hold_id, "committed")
-            delta = actual - (hold.amount if counted else 0)
-            values = self._move(session, hold.buckets, delta) if delta else []
-            journalled = values is None
-            # Unreachable: the ledger entry (+actual) waits in the journal, and so does taking the
-            # estimate back (the hold's flag flips). A hold never counted is in step once settled.
-            hold.applied = not counted if journalled else True
-            session.add(LedgerEntry(
-                idempotency_key=f"hold:{hold.id}", kind="commit", subject=hold.subject, member=hold.member,
-                feature=hold.feature, period_start=hold.period_start, amount=actual, tokens=tokens, cost=cost,
-                buckets=hold.buckets, details=dict(metadata or {}), created_at=self._kernel.now(),
-                applied=not journalled,
-            ))
-            session.flush()
-            used = values[0] if values else self._used(session, hold.subject, hold.feature, hold.period_start,
-                                                        hold.buckets)
-            return {"hold_id": hold.id, "committed": actual, "released": max(hold.amount - actual, 0),
-                    "used": used, "fallback": journalled}
+            return self._commit(session, hold_id, actual, tokens, cost, metadata)
+
+    def commit_many(self, settlements: list[tuple[str, int, int, float, dict[str, Any] | None]]) -> list[dict[str, Any]]:
+        """:meth:`commit` several holds in one transaction; each settlement is
+        ``(hold_id, actual, tokens, cost, metadata)``."""
+        for settlement in settlements:
+            _valid_actual(settlement[1])
+        with self._transaction() as session:
+            return [self._commit(session, hold_id, actual, tokens, cost, metadata)
+                    for hold_id, actual, tokens, cost, metadata in settlements]
+
+    def _commit(self, session: Session, hold_id: str, actual: int, tokens: int, cost: float,
+                metadata: dict[str, Any] | None) -> dict[str, Any]:
+        hold, counted = self._settle(session, hold_id, "committed")
+        delta = actual - (hold.amount if counted else 0)
+        values = self._move(session, hold.buckets, delta) if delta else []
+        journalled = values is None
+        # Unreachable: the ledger entry (+actual) waits in the journal, and so does taking the
+        # estimate back (the hold's flag flips). A hold never counted is in step once settled.
+        hold.applied = not counted if journalled else True
+        session.add(LedgerEntry(
+            idempotency_key=f"hold:{hold.id}", kind="commit", subject=hold.subject, member=hold.member,
+            feature=hold.feature, period_start=hold.period_start, amount=actual, tokens=tokens, cost=cost,
+            buckets=hold.buckets, details=dict(metadata or {}), created_at=self._kernel.now(),
+            applied=not journalled,
+        ))
+        session.flush()
+        used = values[0] if values else self._used(session, hold.subject, hold.feature, hold.period_start,
+                                                    hold.buckets)
+        return {"hold_id": hold.id, "committed": actual, "released": max(hold.amount - actual, 0),
+                "used": used, "fallback": journalled}
 
     def release(self, hold_id: str) -> dict[str, Any]:
         """Give a hold's units back (the work did not happen); journalled when the store is
@@ -811,7 +939,7 @@ class Entitlements:
 
     def usage(self, subject: str, *, member: str | None = None) -> dict[str, Any]:
         """Every countable feature of the subject's plan with used, limit, resets_at and an 80% warning."""
-        with self._kernel.session() as session:
+        with self._kernel.session(read_only=True) as session:
             catalog, plan, _inactive, _assignment = self._plan_of(session, subject, self._kernel.now())
             meters = []
             for name, definition in catalog.features.items():
@@ -828,7 +956,7 @@ class Entitlements:
 
     def entitlements(self, subject: str) -> dict[str, Any]:
         """The subject's plan and what it grants, feature by feature."""
-        with self._kernel.session() as session:
+        with self._kernel.session(read_only=True) as session:
             now = self._kernel.now()
             catalog, plan, inactive, assignment = self._plan_of(session, subject, now)
             features = {}
@@ -857,10 +985,35 @@ class Entitlements:
             query = query.where(LedgerEntry.created_at >= since)
         if until:
             query = query.where(LedgerEntry.created_at < until)
-        with self._kernel.session() as session:
+        with self._kernel.session(read_only=True) as session:
             return [{"feature": f, "period_start": start.isoformat(), "units": int(units or 0),
                      "tokens": int(tokens or 0), "cost": float(cost or 0.0), "records": count}
                     for f, start, units, tokens, cost, count in session.execute(query)]
+
+
+def _assignments_rolled_back(session: Session, previous_transaction: Any) -> None:
+    """The assignments of a rolled-back transaction never reached the cache: forget them (not
+    on a savepoint's rollback: the outer transaction may still commit earlier assignments)."""
+    if previous_transaction.parent is None:
+        session.info.pop(_ASSIGNED, None)
+
+
+class _Refusal(Exception):
+    """Raised inside :meth:`Entitlements.reserve_many`'s transaction to roll it back."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.message)
+        self.decision = decision
+
+
+def _valid_ttl(ttl: float) -> None:
+    if ttl <= 0 or ttl > 86_400:
+        raise InvalidInput("ttl is 1 second to 1 day", code="invalid_ttl")
+
+
+def _valid_actual(actual: int) -> None:
+    if not isinstance(actual, int) or actual < 0:
+        raise InvalidInput("actual must be an integer, 0 or more", code="invalid_amount")
 
 
 def _compensate(undo: list[Callable[[], None]]) -> None:

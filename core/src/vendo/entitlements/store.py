@@ -32,6 +32,9 @@ def _insert(dialect: str) -> Any:
 
 _READ = select(Counter.__table__.c.key, Counter.__table__.c.value) \
     .where(Counter.__table__.c.key.in_(bindparam("keys", expanding=True)))
+#: One counter (the common case): a plain primary-key read, without the expanding ``IN``'s
+#: per-call compilation.
+_READ_ONE = select(Counter.__table__.c.value).where(Counter.__table__.c.key == bindparam("key"))
 
 
 @lru_cache(maxsize=None)
@@ -52,7 +55,11 @@ def _upsert_statement(dialect: str, conditional: bool) -> Any:
 class SQLCounterStore:
     """Counters in the ``vendo_usage_counters`` table (SQLite or PostgreSQL), one
     conditional UPSERT per bucket: ``value + amount <= limit`` is checked by the database
-    under the row lock, so concurrent callers can never both take the last unit."""
+    under the row lock, so concurrent callers can never both take the last unit.
+
+    Statements run on the session's connection (Core), in its transaction: the ORM's
+    per-statement machinery (autoflush, events, ORM compile state) cost more than the
+    statements themselves, and counters are not ORM objects."""
 
     name = "sql"
 
@@ -64,7 +71,7 @@ class SQLCounterStore:
         params = {"key": bucket.key, "amount": amount, "now": utcnow()}
         if conditional:
             params["limit"] = bucket.limit
-        return session.execute(statement, params).scalar()
+        return session.connection().execute(statement, params).scalar()
 
     def try_add(self, session: Session, buckets: list[Bucket], amount: int) -> list[int] | None:
         """See :class:`CounterStore`. One bucket is one conditional UPSERT (it changes nothing
@@ -91,7 +98,9 @@ class SQLCounterStore:
         """See :class:`CounterStore`."""
         if not keys:
             return []
-        found = dict(session.execute(_READ, {"keys": keys}).all())
+        if len(keys) == 1:
+            return [int(session.connection().execute(_READ_ONE, {"key": keys[0]}).scalar() or 0)]
+        found = dict(session.connection().execute(_READ, {"keys": keys}).all())
         return [int(found.get(key, 0)) for key in keys]
 
     def overwrite(self, session: Session, values: dict[str, int]) -> None:

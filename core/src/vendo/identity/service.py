@@ -14,7 +14,7 @@ import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,11 @@ def normalize_email(email: str) -> tuple[str, str]:
     if len(cleaned) > 320 or not _EMAIL.match(cleaned):
         raise InvalidInput(f"not a valid email address: {cleaned[:80]!r}", code="invalid_email")
     return cleaned, cleaned.lower()
+
+
+#: Read on every workspace-scoped request: built once, so SQLAlchemy reuses its compiled form.
+_ROLE_OF = select(Membership.role).where(Membership.user_id == bindparam("user_id"),
+                                         Membership.workspace_id == bindparam("workspace_id"))
 
 
 class Identity:
@@ -132,8 +137,7 @@ class Identity:
 
     def role_of(self, session: Session, user_id: str, workspace_id: str) -> Role | None:
         """The user's role in the workspace, or ``None`` when not a member."""
-        role = session.scalar(select(Membership.role).where(Membership.user_id == user_id,
-                                                            Membership.workspace_id == workspace_id))
+        role = session.scalar(_ROLE_OF, {"user_id": user_id, "workspace_id": workspace_id})
         return Role(role) if role else None
 
     def authorize(self, session: Session, user_id: str, workspace_id: str, permission: str) -> Role:
@@ -262,8 +266,10 @@ class Identity:
                request: Any = None) -> tuple[Invitation, str]:
         """Invite an email address; return the invitation and its token (shown once).
 
-        A pending invitation of the same address is replaced. The token goes out through the
-        outbox event ``identity.invitation.created`` (for the notifier to email).
+        A pending invitation of the same address is replaced. In the same transaction the
+        outbox gets ``identity.invitation.created`` (without the token) and the email
+        ``notification.requested`` (template ``invitation``: workspace, inviter, accept_url
+        from ``notifications.invitation_url``), the only place the token is stored in clear.
         """
         self.authorize(session, actor, workspace_id, "members.invite")
         new_role = _parse_role(role)
@@ -287,13 +293,20 @@ class Identity:
         )
         session.add(invitation)
         workspace = session.get(Workspace, workspace_id)
+        inviter = session.get(User, actor)
         self._kernel.audit.record(session, "invitation.created", actor=actor, workspace=workspace_id,
                                   target_type="invitation", target_id=invitation.id,
                                   details={"email": email, "role": new_role.value}, request=request)
         self._kernel.outbox.publish(session, "identity.invitation.created", {
             "invitation_id": invitation.id, "workspace_id": workspace_id, "workspace_name": workspace.name,
-            "email": email, "role": new_role.value, "token": token, "expires_at": invitation.expires_at.isoformat(),
+            "email": email, "role": new_role.value, "expires_at": invitation.expires_at.isoformat(),
         })
+        links = self._kernel.notifications
+        self._kernel.notify(session, to=email, template="invitation", idempotency_key=f"invitation:{invitation.id}",
+                            context={"workspace": workspace.name,
+                                     "inviter": (inviter.name or inviter.email) if inviter else "A teammate",
+                                     "accept_url": links.link(self._kernel.settings.notifications.invitation_url,
+                                                              token=token)})
         return invitation, token
 
     def invitation_dict(self, invitation: Invitation) -> dict[str, Any]:

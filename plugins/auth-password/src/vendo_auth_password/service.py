@@ -51,6 +51,9 @@ RESET = "reset"
 VERIFY_EMAIL = "verify_email"
 TOKEN_PREFIXES = {RESET: "vpr_", VERIFY_EMAIL: "vev_"}
 TOKEN_EVENTS = {RESET: "auth.password_reset.requested", VERIFY_EMAIL: "auth.email_verification.requested"}
+#: The email templates (``notification.requested``) carrying each kind of token, and the
+#: context name of the link.
+TOKEN_TEMPLATES = {RESET: ("password_reset", "reset_url"), VERIFY_EMAIL: ("email_verification", "verify_url")}
 PASSWORD_CHANGED_EVENT = "auth.password.changed"
 TOTP_ENABLED_EVENT = "auth.2fa.enabled"
 TOTP_DISABLED_EVENT = "auth.2fa.disabled"
@@ -601,19 +604,28 @@ class PasswordAuth:
         return codes
 
     def _issue_token(self, session: Session, user_id: str, email: str, purpose: str, now: datetime) -> datetime:
-        """A new single-use token (replacing the pending ones of that purpose), published
-        on the outbox for the notifier; return its expiry."""
+        """A new single-use token (replacing the pending ones of that purpose), emailed
+        through ``kernel.notify`` in the caller's transaction; return its expiry.
+
+        The token is stored as a keyed hash; in clear it exists only in the link of the
+        ``notification.requested`` event. The domain event (``auth.password_reset.requested``...)
+        names the token's id, never the token."""
         ttl = self.settings.reset_token_ttl if purpose == RESET else self.settings.verify_token_ttl
         session.execute(delete(SingleUseToken).where(
             SingleUseToken.user_id == user_id, SingleUseToken.purpose == purpose,
             or_(SingleUseToken.used_at.is_(None), SingleUseToken.expires_at < now)))
         token = TOKEN_PREFIXES[purpose] + secrets.token_urlsafe(32)
+        token_id = f"tok_{uuid.uuid4().hex}"
         expires_at = now + timedelta(seconds=ttl)
         session.add(SingleUseToken(
-            id=f"tok_{uuid.uuid4().hex}", user_id=user_id, purpose=purpose, email_key=email.lower(),
+            id=token_id, user_id=user_id, purpose=purpose, email_key=email.lower(),
             token_hash=self.kernel.secrets.keyed_hash(TOKEN_PURPOSE, token), created_at=now, expires_at=expires_at))
         self.kernel.outbox.publish(session, TOKEN_EVENTS[purpose], {
-            "user_id": user_id, "email": email, "token": token, "expires_at": expires_at.isoformat()})
+            "user_id": user_id, "email": email, "token_id": token_id, "expires_at": expires_at.isoformat()})
+        template, link_name = TOKEN_TEMPLATES[purpose]
+        link = self.settings.reset_url if purpose == RESET else self.settings.verify_email_url
+        self.kernel.notify(session, to=email, template=template, idempotency_key=f"{template}:{token_id}", context={
+            link_name: self.kernel.notifications.link(link, token=token), "expires_minutes": ttl // 60})
         return expires_at
 
     def _recent_token(self, session: Session, user_id: str, purpose: str, now: datetime) -> datetime | None:

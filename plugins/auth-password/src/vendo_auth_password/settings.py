@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from vendo import PluginSettings
 
 
@@ -19,7 +19,15 @@ class PasswordSettings(PluginSettings):
 
     registration_enabled: bool = Field(True, description="Allow POST /auth/register (else 403 registration_closed).")
     send_verification_on_register: bool = Field(
-        True, description="Publish auth.email_verification.requested when an account is registered.")
+        True, description="Email a verification link when an account is registered.")
+    reset_url: str = Field(
+        "{public_url}/reset-password?token={token}",
+        description="The link of password-reset emails: a page of your app posting the token and the new password "
+                    "to POST /api/v1/auth/password/reset ({public_url}: the kernel's public_url).")
+    verify_email_url: str = Field(
+        "{public_url}/verify-email?token={token}",
+        description="The link of verification emails: a page of your app posting the token to "
+                    "POST /api/v1/auth/email/verify.")
     min_length: int = Field(10, ge=8, le=128, description="Shortest password accepted.")
     lockout_threshold: int = Field(5, ge=1, le=1000, description="Consecutive failed sign-ins that lock an account.")
     lockout_duration: int = Field(900, ge=1, le=7 * 86_400, description="How long a lock lasts, seconds.")
@@ -45,6 +53,13 @@ class PasswordSettings(PluginSettings):
                                             description="argon2 iterations (default: argon2-cffi's).")
     argon2_memory_cost: Optional[int] = Field(None, ge=8, description="argon2 memory, KiB (default: argon2-cffi's).")
     argon2_parallelism: Optional[int] = Field(None, ge=1, le=64, description="argon2 lanes (default: argon2-cffi's).")
+
+    @field_validator("reset_url", "verify_email_url")
+    @classmethod
+    def _link(cls, value: str) -> str:
+        from vendo.config import check_link_template
+
+        return check_link_template(value, "token")
 
     @model_validator(mode="after")
     def _argon2_memory_fits_lanes(self) -> "PasswordSettings":

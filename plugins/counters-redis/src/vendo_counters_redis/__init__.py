@@ -8,9 +8,10 @@ Choose it in ``vendo.toml``::
     [counters-redis]
     url = "redis://127.0.0.1:6379/0"
 
-The store (:class:`~vendo_counters_redis.store.RedisCounterStore`) is registered only when it
-is the chosen counter store: the kernel's ``sql`` store is always installed, and a counters
-family with two stores and no choice would refuse to start.
+The store (:class:`~vendo_counters_redis.store.RedisCounterStore`) is always registered; it is
+used once chosen. Without a choice the kernel's built-in ``sql`` store stays the default (the
+kernel's rule for single-provider families). The store connects on first use only, and start-up
+maintenance runs only when it is the chosen store.
 """
 
 from __future__ import annotations
@@ -58,9 +59,7 @@ def _chosen(kernel: Any) -> bool:
 
 @hookimpl
 def vendo_register_counter_stores(register: Any, kernel: Any, settings: Settings) -> None:
-    """The ``redis`` counter store, when ``[providers] counters = "redis"``."""
-    if not _chosen(kernel):
-        return
+    """The ``redis`` counter store (active with ``[providers] counters = "redis"``)."""
     from vendo_counters_redis.store import RedisCounterStore
 
     register(NAME, RedisCounterStore(settings))

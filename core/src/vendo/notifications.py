@@ -1,0 +1,136 @@
+"""Notifications: ``kernel.notify`` publishes them, the outbox hands them to notifiers.
+
+Whoever wants an email sent publishes, in its own transaction, the outbox event
+``notification.requested`` with the payload ``{"channel", "to", "template", "context",
+"idempotency_key"}`` (:meth:`vendo.Kernel.notify` builds and checks it). The outbox adds
+one delivery routed to ``notify:<channel>`` besides its plugin subscribers, and its
+dispatcher hands that delivery to the first active notifier of the channel (the
+``notifier`` family, :func:`vendo.hookspecs.vendo_register_notifiers`). So sends are
+retried with backoff and end ``dead`` after ``outbox.max_attempts``, like any delivery.
+
+Idempotency: the event is stored with the key ``notification:<idempotency_key>`` in the
+outbox's unique ``dedup_key`` column; publishing the same key again (in another
+transaction, or concurrently) returns the first event and publishes nothing, also when the
+event is published with ``kernel.outbox.publish`` directly.
+
+Without a notifier for its channel, a notification's delivery stays ``pending`` and is
+never attempted (the dispatcher only claims routes it can serve): it is listed by
+``vendo outbox list --type notification.requested``, its content shown by
+``vendo outbox show EVENT_ID`` (an operator may deliver a license key by hand), and it
+goes out as soon as a notifier of the channel is installed and configured.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Mapping
+
+from vendo.capabilities import NOTIFICATION_REQUESTED, Notification, Notifier
+from vendo.errors import InvalidInput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy.orm import Session
+
+    from vendo.events import Event
+    from vendo.kernel import Kernel
+
+#: Outbox delivery routes of notifications: ``notify:<channel>``.
+ROUTE_PREFIX = "notify:"
+_CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
+_TEMPLATE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII without spaces: safe in a header
+
+
+def dedup_key(idempotency_key: str) -> str:
+    """The outbox ``dedup_key`` of a notification."""
+    return f"notification:{idempotency_key}"
+
+
+def check_request(payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate a ``notification.requested`` payload; return it normalised.
+
+    :raises InvalidInput: ``invalid_notification`` (or ``invalid_email`` for a bad address).
+    """
+    data = dict(payload or {})
+    channel = data.get("channel", "email")
+    if not isinstance(channel, str) or not _CHANNEL.match(channel):
+        raise InvalidInput(f"notification channel must be a lower-case name, got {channel!r}",
+                           code="invalid_notification")
+    to = data.get("to")
+    if not isinstance(to, str) or not to.strip():
+        raise InvalidInput("notification needs a recipient ('to')", code="invalid_notification")
+    if channel == "email":
+        from vendo.identity.service import normalize_email
+
+        to, _ = normalize_email(to)
+    template = data.get("template")
+    if not isinstance(template, str) or not _TEMPLATE.match(template):
+        raise InvalidInput(f"notification template must be a name like 'license_key', got {template!r}",
+                           code="invalid_notification")
+    context = data.get("context", {})
+    if not isinstance(context, Mapping):
+        raise InvalidInput("notification context must be an object", code="invalid_notification")
+    key = data.get("idempotency_key")
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise InvalidInput("notification idempotency_key must be 1 to 200 printable characters without spaces",
+                           code="invalid_notification")
+    extra = set(data) - {"channel", "to", "template", "context", "idempotency_key"}
+    if extra:
+        raise InvalidInput(f"unknown notification fields: {', '.join(sorted(extra))}", code="invalid_notification")
+    return {"channel": channel, "to": to.strip(), "template": template, "context": dict(context),
+            "idempotency_key": key}
+
+
+class Notifications:
+    """The notification service (``kernel.notifications``)."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self._kernel = kernel
+
+    def request(self, session: Session, *, to: str, template: str, context: Mapping[str, Any],
+                idempotency_key: str, channel: str = "email") -> Event:
+        """Publish ``notification.requested`` in ``session``'s transaction (once per key).
+
+        :return: the event; for a key already used, the first event (nothing new is published).
+        :raises InvalidInput: bad address, channel, template, context or key.
+        """
+        payload = {"channel": channel, "to": to, "template": template, "context": context,
+                   "idempotency_key": idempotency_key}
+        return self._kernel.outbox.publish(session, NOTIFICATION_REQUESTED, payload)
+
+    def link(self, template: str, **values: str) -> str:
+        """A link for an email: ``template`` (e.g. ``{public_url}/reset-password?token={token}``)
+        with ``public_url`` (the setting, or the server's address) and ``values`` URL-quoted."""
+        from urllib.parse import quote
+
+        quoted = {name: quote(str(value), safe="") for name, value in values.items()}
+        return template.format(public_url=self._kernel.settings.base_url, **quoted)
+
+    def notifier(self, channel: str) -> Notifier | None:
+        """The notifier serving ``channel``: the first active one naming it, or ``None``."""
+        for notifier in self._kernel.providers.active("notifier"):
+            if getattr(notifier, "channel", None) == channel:
+                return notifier
+        return None
+
+    def routes(self) -> list[str]:
+        """The delivery routes some notifier can serve now (``notify:email``...)."""
+        channels = {getattr(n, "channel", None) for n in self._kernel.providers.active("notifier")}
+        return sorted(ROUTE_PREFIX + c for c in channels if isinstance(c, str))
+
+    async def deliver(self, route: str, event: Event) -> None:
+        """Hand one ``notification.requested`` event to the notifier of its channel.
+
+        :raises LookupError: no notifier serves the route's channel any more.
+        :raises Exception: whatever the notifier raised (the outbox retries the delivery).
+        """
+        channel = route[len(ROUTE_PREFIX):]
+        notifier = self.notifier(channel)
+        if notifier is None:
+            raise LookupError(f"no notifier registered for channel '{channel}'")
+        payload = event.payload
+        await notifier.send(Notification(
+            id=event.id, channel=channel, to=payload["to"], template=payload["template"],
+            context=payload.get("context") or {}, idempotency_key=payload["idempotency_key"],
+            attempt=event.attempt,
+        ))
