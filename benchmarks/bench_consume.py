@@ -1,4 +1,4 @@
-"""Entitlement hot path: ``consume`` and ``check`` against raw baselines of the same engine.
+"""Entitlement hot path: ``consume`` against raw baselines of the same engine.
 
 Run: ``uv run python benchmarks/bench_consume.py`` (``--quick`` for a smoke run).
 
@@ -13,8 +13,9 @@ threads, all on one pooled quota (the hottest case: every call moves the same co
 - Redis (``--redis-url``, default ``redis://127.0.0.1:6379/13``, keys under a random prefix,
   deleted afterwards): ``consume`` with the ``redis`` store of vendo-counters-redis (the
   ledger entry still goes to SQL: PostgreSQL when reachable, else SQLite), against a bare Lua
-  check-and-INCR script (EVALSHA) on the same server;
-- ``check`` (catalog cached, one subject on a plan) against a plain dict lookup.
+  check-and-INCR script (EVALSHA) on the same server.
+
+``check`` has its own benchmark, ``bench_check.py``.
 
 Figures are calls per second over ``--seconds`` per row (best of ``--repeat``), with the
 ratio of time per call to the baseline's. An engine that is unreachable is skipped with a
@@ -79,16 +80,18 @@ def rate(call: Callable[[], Any], threads: int, seconds: float, repeat: int) -> 
 
 
 def build_kernel(database_url: str, data_dir: Path, store: str = "sql", redis_url: str = "",
-                 prefix: str = "") -> Any:
+                 prefix: str = "", catalog: dict[str, Any] | None = None, plan: str = "free",
+                 settings: dict[str, Any] | None = None) -> Any:
     """A kernel with only the built-in plugin (and the Redis store when asked), migrated,
-    with the benchmark catalog and its subject."""
+    with the benchmark catalog (``catalog``, default :data:`CATALOG`) and its subject on
+    ``plan``; ``settings``: more kernel setting overrides."""
     from vendo import Kernel, load_settings
     from vendo.db import migrations
     from vendo.entitlements.catalog import parse_catalog
 
     plugins: dict[str, Any] = {}
     overrides: dict[str, Any] = {"database_url": database_url, "data_dir": str(data_dir),
-                                 "plugins": {"autoload": False}}
+                                 "plugins": {"autoload": False}, **(settings or {})}
     plugin_settings = None
     if store == "redis":
         import vendo_counters_redis
@@ -100,9 +103,9 @@ def build_kernel(database_url: str, data_dir: Path, store: str = "sql", redis_ur
     kernel.prepare_storage()
     migrations.upgrade(kernel)
     kernel.providers.configure(kernel.settings.providers)
-    kernel.entitlements.load_catalog(parse_catalog(CATALOG))
+    kernel.entitlements.load_catalog(parse_catalog(catalog or CATALOG))
     with kernel.session() as session:
-        kernel.entitlements.assign(session, SUBJECT, "free")
+        kernel.entitlements.assign(session, SUBJECT, plan)
     kernel.entitlements.maintain()
     return kernel
 
@@ -181,20 +184,6 @@ def sql_rows(kernel: Any, threads: list[int], seconds: float, repeat: int) -> li
     return rows
 
 
-def check_row(kernel: Any, seconds: float, repeat: int) -> tuple[str, int, float, float]:
-    """check() against a plain dict lookup of a subject's plan."""
-    plans = {SUBJECT: "free", "someone": "pro"}
-
-    def lookup() -> None:
-        plans[SUBJECT]
-
-    def check() -> None:
-        kernel.entitlements.check(SUBJECT, "chat")
-
-    kernel.entitlements.check(SUBJECT, "chat")  # the catalog is now cached
-    return ("check", 1, rate(check, 1, seconds, repeat), rate(lookup, 1, seconds, repeat))
-
-
 def redis_rows(kernel: Any, redis_url: str, prefix: str, threads: list[int], seconds: float,
                repeat: int) -> list[tuple[str, int, float, float]]:
     """consume with the Redis store against a bare Lua check-and-INCR."""
@@ -255,7 +244,6 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(scratch)
         sqlite = build_kernel(f"sqlite:///{root / 'bench.db'}", root / "data")
         print_rows("SQLite", "bare UPSERT", sql_rows(sqlite, threads, seconds, repeat))
-        print_rows("SQLite", "dict lookup", [check_row(sqlite, seconds, repeat)])
         ledger_url = f"sqlite:///{root / 'ledger.db'}"
         schema = None
         problem = unreachable_postgres(args.postgres_url)
@@ -265,7 +253,6 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 postgres = build_kernel(postgres_url, root / "data-pg")
                 print_rows("PostgreSQL", "bare UPSERT", sql_rows(postgres, threads, seconds, repeat))
-                print_rows("PostgreSQL", "dict lookup", [check_row(postgres, seconds, repeat)])
                 postgres.close()
                 with Schema(args.postgres_url) as second:
                     ledger_url = second

@@ -1,14 +1,17 @@
 """HTTP ``POST /api/v1/consume`` requests per second on one `vendo serve` worker, against a
 trivial FastAPI endpoint served by the same uvicorn (uvloop + httptools) in the same run.
 
-Both servers run as separate processes on loopback; the client keeps CONCURRENCY requests in
-flight with httpx. The consume route authenticates a session token, resolves the workspace,
-consumes one unit of an unlimited metered feature (ledger + counter, SQLite by default) and
-answers the decision. Figures move with the machine's load: read the ratio.
+Both servers run as separate processes on loopback, one after the other under the same load:
+``--concurrency`` (16) keep-alive connections, each with one request in flight. The consume
+route authenticates a session token, resolves the workspace, consumes one unit of an unlimited
+metered feature (ledger + counter, SQLite by default) and answers the decision. Figures move
+with the machine's load: read the ratio.
 
-Caveat: the Python client shares the 2 cores with the servers and tops out near 250-300 req/s
-here, so the trivial baseline is client-bound and the ratio understates Vendo's cost; a native
-load generator (wrk) would measure the servers themselves.
+The load generator is **wrk** (Debian package ``wrk``: ``apt-get install wrk``) when it is on
+the PATH, one wrk thread, so the servers keep the other core. Without it the script falls back
+to an httpx client in this process and says so: that client shares the 2 cores with the
+servers and tops out near 250-300 req/s here, so its baseline is client-bound and the ratio
+understates Vendo's cost. ``--client python`` forces the fallback.
 
     uv run python benchmarks/bench_http_consume.py            # ~30 s
     uv run python benchmarks/bench_http_consume.py --quick    # smoke run, figures meaningless
@@ -18,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -93,13 +99,49 @@ async def load(url: str, headers: dict[str, str], body: dict, seconds: float, co
     return ok, failed
 
 
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+{auth}
+"""
+
+
+def wrk_load(url: str, headers: dict[str, str], body: dict, seconds: float, concurrency: int,
+             work: Path) -> tuple[float, int, str]:
+    """Run wrk (1 thread, ``concurrency`` connections) for ``seconds``; return (req/s, non-2xx
+    responses, latency p50/p99 text)."""
+    script = work / f"post-{len(headers)}.lua"
+    auth = "\n".join(f'wrk.headers["{name}"] = {json.dumps(value)}' for name, value in headers.items())
+    script.write_text(WRK_SCRIPT.format(body=json.dumps(json.dumps(body)), auth=auth))
+    done = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "30s",
+                           "-s", str(script), url], capture_output=True, text=True, check=True)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", done.stdout)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", done.stdout)
+    if errors and any(int(count) for count in errors.groups()):
+        raise SystemExit(f"wrk: {errors.group(0)}\n{done.stdout}")
+    p50 = re.search(r"^\s+50%\s+(\S+)", done.stdout, re.M).group(1)
+    p99 = re.search(r"^\s+99%\s+(\S+)", done.stdout, re.M).group(1)
+    return rate, int(bad.group(1)) if bad else 0, f"{p50} / {p99}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
+                        help="load generator: wrk when installed (auto), or the httpx fallback")
+    parser.add_argument("--py-spy", metavar="FILE", type=Path,
+                        help="sample the vendo server with py-spy during its run (collapsed stacks to FILE)")
     args = parser.parse_args()
     seconds = 1.0 if args.quick else args.seconds
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    elif client == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("error: wrk is not on the PATH (apt-get install wrk)")
 
     work = Path(tempfile.mkdtemp(prefix="vendo-bench-http-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("VENDO_")}
@@ -140,13 +182,24 @@ def main() -> None:
         body = {"feature": "calls", "subject": workspace}
         cases = [("trivial FastAPI endpoint", f"http://127.0.0.1:{trivial_port}/api/v1/consume", {}, {}),
                  ("vendo POST /api/v1/consume", f"http://127.0.0.1:{vendo_port}/api/v1/consume", headers, body)]
-        results = {}
+        results, latencies = {}, {}
         for name, url, h, b in cases:
             asyncio.run(load(url, h, b, min(1.0, seconds), args.concurrency))  # warm-up
-            ok, failed = asyncio.run(load(url, h, b, seconds, args.concurrency))
+            spy = None
+            if args.py_spy and name.startswith("vendo"):
+                spy = subprocess.Popen(["py-spy", "record", "--pid", str(servers[0].pid), "--format", "raw",
+                                        "--threads", "--idle", "-o", str(args.py_spy.resolve()),
+                                        "-d", str(max(1, round(seconds)))], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+            if client == "wrk":
+                results[name], failed, latencies[name] = wrk_load(url, h, b, seconds, args.concurrency, work)
+            else:
+                ok, failed = asyncio.run(load(url, h, b, seconds, args.concurrency))
+                results[name], latencies[name] = ok / seconds, "-"
+            if spy is not None:
+                spy.wait(timeout=60)
             if failed:
                 raise SystemExit(f"{name}: {failed} failed requests")
-            results[name] = ok / seconds
     finally:
         for server in servers:
             server.terminate()
@@ -155,9 +208,12 @@ def main() -> None:
     baseline = results["trivial FastAPI endpoint"]
     print(f"HTTP consume, 1 worker each, {args.concurrency} concurrent requests, {seconds:.0f} s per case"
           + (", quick (figures meaningless)" if args.quick else ""))
-    print(f"{'case':32} {'req/s':>10} {'ratio vs trivial':>18}")
+    print("load generator: " + ("wrk, 1 thread" if client == "wrk" else
+                                "httpx in this process (wrk not found or not chosen): client-bound, "
+                                "the ratio understates Vendo's cost"))
+    print(f"{'case':32} {'req/s':>10} {'p50 / p99':>20} {'ratio vs trivial':>18}")
     for name, rate in results.items():
-        print(f"{name:32} {rate:10,.0f} {baseline / rate:18.1f}")
+        print(f"{name:32} {rate:10,.0f} {latencies[name]:>20} {baseline / rate:18.1f}")
     print("ratio = trivial endpoint's req/s / this case's req/s (higher is slower)")
 
 

@@ -1,0 +1,185 @@
+"""License verification: the offline client against a raw PyNaCl verify of the same
+signature, then ``POST /api/v1/licenses/validate`` over HTTP on one `vendo serve` worker.
+
+Offline, in this process, best of ``--repeat`` loops, the cases taking turns:
+
+- ``raw PyNaCl verify``: ``VerifyKey.verify(signed bytes, signature)`` on the key's own
+  signature, bytes already split (the baseline: what a signature costs);
+- ``client Verifier.verify(key)``: what an app calls: parse, base64 and JSON decode, claims
+  validation, the signature, revocation, machine and expiry checks;
+- ``client + license file``: the same plus the machine-bound license file's envelope and
+  signature (two signatures: expect about half the raw rate).
+
+The goal is a client rate of at least 80% of the raw rate (printed as "% of raw").
+
+Over HTTP: the plugin's validate route (signature, one primary-key read, the revocation
+row) against a trivial FastAPI endpoint served by the same uvicorn in the same run, each
+one worker, CONCURRENCY requests in flight from an httpx client that shares the 2 cores (so
+the trivial baseline is client-bound: read the ratio as an upper bound of the cost).
+
+    uv run python benchmarks/bench_license_verify.py            # ~30 s
+    uv run python benchmarks/bench_license_verify.py --quick    # smoke run, figures meaningless
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_http_consume import free_port, load, wait_ready  # noqa: E402
+
+TRIVIAL_APP = textwrap.dedent(
+    """
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/api/v1/licenses/validate")
+    async def validate() -> dict:
+        return {"valid": True, "code": "valid"}
+    """
+)
+
+
+def best_rates(cases: list[tuple[str, Callable[[], Any]]], calls: int, repeat: int) -> list[tuple[str, float]]:
+    """Calls per second of each case, best of ``repeat`` timed loops of ``calls`` calls. The
+    cases take turns within each repeat, so a burst of load elsewhere on the machine hits
+    them alike instead of skewing one of them."""
+    best = {name: float("inf") for name, _ in cases}
+    for _ in range(repeat):
+        for name, function in cases:
+            start = time.perf_counter()
+            for _ in range(calls):
+                function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return [(name, calls / best[name]) for name, _ in cases]
+
+
+def offline(calls: int, repeat: int) -> list[tuple[str, float]]:
+    """The offline rates, raw first."""
+    from nacl.signing import SigningKey
+
+    from vendo_license_client import Verifier
+    from vendo_license_client.format import (LICENSE_FILE, KeyClaims, armor, b64url, canonical_json,
+                                             envelope_fields, key_signing_input, to_timestamp)
+
+    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    signer, kid = SigningKey.generate(), "kbench00001"
+    claims = KeyClaims(license_id="lic_0123456789abcdef0123", kid=kid, product="qoredb", email="ada@example.com",
+                       tier="pro", features=("sandbox", "visual_diff", "er_diagram", "advanced_audit", "ai_byok"),
+                       issued_at=now - timedelta(days=1), expires_at=now + timedelta(days=365), max_machines=3,
+                       grace_seconds=259200)
+    signed = key_signing_input(canonical_json(claims.to_payload()))
+    signature = signer.sign(signed).signature
+    key = signed.decode() + "." + b64url(signature)
+    data = {"v": 1, "type": "license_file", "license_id": claims.license_id, "product": "qoredb", "tier": "pro",
+            "plan": "pro", "email": "ada@example.com", "machine": "m-1", "quotas": [],
+            "features": {name: {"enabled": True, "limit": None, "period": None} for name in claims.features},
+            "iat": to_timestamp(now), "exp": to_timestamp(now + timedelta(days=7)),
+            "license_exp": to_timestamp(claims.expires_at), "perpetual": False, "grace": 259200, "max_machines": 3}
+    envelope, file_input = envelope_fields(LICENSE_FILE, kid, data)
+    envelope["sig"] = base64.b64encode(signer.sign(file_input).signature).decode()
+    license_file = armor(LICENSE_FILE, envelope)
+
+    verifier = Verifier({kid: bytes(signer.verify_key)})
+    verify_key = signer.verify_key
+    assert verifier.verify(key, now=now).valid
+    assert verifier.verify(key, machine="m-1", license_file=license_file, now=now).valid
+    revoked: frozenset[str] = frozenset({"lic_other"})
+    return best_rates([
+        ("raw PyNaCl verify", lambda: verify_key.verify(signed, signature)),
+        ("client Verifier.verify(key)", lambda: verifier.verify(key, machine="m-1", revoked=revoked, now=now)),
+        ("client + license file", lambda: verifier.verify(key, machine="m-1", license_file=license_file,
+                                                          revoked=revoked, now=now)),
+    ], calls, repeat)
+
+
+def http(seconds: float, concurrency: int) -> dict[str, float]:
+    """Requests per second of the trivial endpoint and of the validate route."""
+    work = Path(tempfile.mkdtemp(prefix="vendo-bench-license-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VENDO_")}
+    env.update({"VENDO_DATA_DIR": str(work / "data"), "VENDO_LOG_LEVEL": "WARNING",
+                "VENDO_SECRET_KEY": "benchmark-master-secret-0123456789abcdefghij",
+                "VENDO_PLUGINS__ENABLED": '["license-ed25519"]', "PYTHONPYCACHEPREFIX": str(work / "pycache")})
+    (work / "trivial.py").write_text(TRIVIAL_APP)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "vendo", *a], env=env, cwd=work, check=True,  # noqa: E731
+                                    capture_output=True, text=True).stdout
+    run("db", "upgrade")
+    run("license", "keygen")
+    key = run("license", "issue", "--email", "bench@example.com", "--tier", "pro", "-f", "er_diagram",
+              "--key-only").strip()
+    vendo_port, trivial_port = free_port(), free_port()
+    servers = [
+        subprocess.Popen([sys.executable, "-m", "vendo", "serve", "--port", str(vendo_port)], env=env, cwd=work,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, "-m", "uvicorn", "trivial:app", "--port", str(trivial_port),
+                          "--loop", "auto", "--http", "auto", "--log-level", "warning"], env=env, cwd=work,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
+    results = {}
+    try:
+        wait_ready(f"http://127.0.0.1:{vendo_port}/api/health", servers[0])
+        wait_ready(f"http://127.0.0.1:{trivial_port}/docs", servers[1])
+        body = {"key": key, "machine": "m-1"}
+        cases = [("trivial FastAPI endpoint", f"http://127.0.0.1:{trivial_port}/api/v1/licenses/validate"),
+                 ("vendo POST licenses/validate", f"http://127.0.0.1:{vendo_port}/api/v1/licenses/validate")]
+        for name, url in cases:
+            asyncio.run(load(url, {}, body, min(1.0, seconds), concurrency))  # warm-up
+            ok, failed = asyncio.run(load(url, {}, body, seconds, concurrency))
+            if failed:
+                raise SystemExit(f"{name}: {failed} failed requests")
+            results[name] = ok / seconds
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=20)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--no-http", action="store_true", help="only the offline part")
+    args = parser.parse_args()
+    calls, repeat = (200, 1) if args.quick else (args.calls, args.repeat)
+    seconds = 1.0 if args.quick else args.seconds
+
+    rates = offline(calls, repeat)
+    raw = rates[0][1]
+    print(f"Offline verification, best of {repeat} x {calls} calls" + (", quick (figures meaningless)"
+                                                                      if args.quick else ""))
+    print(f"{'case':32} {'verifies/s':>12} {'us/call':>9} {'% of raw':>9}")
+    for name, rate in rates:
+        print(f"{name:32} {rate:12,.0f} {1e6 / rate:9.1f} {100 * rate / raw:8.0f}%")
+    client = rates[1][1]
+    print(f"ratio client/raw = {client / raw:.2f} (goal >= 0.80)")
+
+    if args.no_http:
+        return
+    results = http(seconds, args.concurrency)
+    baseline = results["trivial FastAPI endpoint"]
+    print()
+    print(f"HTTP validate, 1 worker each, {args.concurrency} concurrent requests, {seconds:.0f} s per case")
+    print(f"{'case':32} {'req/s':>10} {'ratio vs trivial':>18}")
+    for name, rate in results.items():
+        print(f"{name:32} {rate:10,.0f} {baseline / rate:18.1f}")
+    print("ratio = trivial endpoint's req/s / this case's req/s (higher is slower)")
+
+
+if __name__ == "__main__":
+    main()
