@@ -427,3 +427,28 @@ def test_an_invoice_before_its_subscription_is_recorded_then_the_subscription_ap
     assert bench.sub() is None and len(bench.outbox("billing.invoice.paid")) == 1
     bench.deliver(bench.event("evt_sub", "subscription.created", plan="pro", status="active"))
     assert bench.sub().status == "active" and bench.plan() == "pro"
+
+
+@pytest.mark.parametrize("invoice_first", [False, True])
+def test_the_zero_invoice_that_opens_a_trial_leaves_it_trialing(bench, clock, invoice_first):
+    """Stripe pays a trial's first invoice (0) and sends ``invoice.paid`` in the same second as
+    the subscription's creation, in either order: the subscription stays ``trialing`` until a
+    real payment converts it."""
+    trial_end = clock() + timedelta(days=14)
+    created = bench.event("evt_sub", "subscription.created", plan="pro", status="trialing", trial_end=trial_end,
+                          current_period_end=trial_end)
+    zero = bench.event("evt_in0", "invoice.paid", invoice_id="in_0", amount=0, currency="eur", plan="pro",
+                       current_period_end=trial_end)
+    for event in ((zero, created) if invoice_first else (created, zero)):
+        assert bench.deliver(event).status_code == 200
+    assert bench.sub().status == "trialing" and bench.sub().trial_end == trial_end
+    outcomes = {e["id"]: e["outcome"] for e in bench.kernel.billing.events()}
+    assert outcomes == {"evt_sub": "applied", "evt_in0": "recorded"}
+    assert bench.plan() == "pro"
+    clock.advance(days=14)
+    converted = bench.deliver(bench.event("evt_in1", "invoice.paid", invoice_id="in_1", amount=990, currency="eur",
+                                          plan="pro", current_period_end=clock() + timedelta(days=30)))
+    assert converted.json()["received"][0]["outcome"] == "applied"
+    assert bench.sub().status == "active" and bench.plan() == "pro"
+    clock.advance(days=1)
+    assert bench.plan() == "pro"

@@ -139,6 +139,10 @@ class StateMachine:
             return "recorded"  # a late payment does not revive an ended subscription
         if sub is None and not event.plan:
             return "recorded"  # before the subscription's own event: that one sets the state
+        if event.amount == 0 and (sub is None or sub.status == "trialing"):
+            # the zero invoice that opens a trial (Stripe sends invoice.paid for it): still a
+            # trial, not a payment; the subscription's own events set its state
+            return "recorded"
         return self._transition(session, provider, event, subject, status="active")
 
     def _on_payment_failed(self, session: Session, provider: str, event: BillingEvent, subject: str) -> str:
