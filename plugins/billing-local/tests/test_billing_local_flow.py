@@ -127,6 +127,11 @@ def test_upgrade_now_with_proration_downgrade_at_period_end(world, clock):
     state = world.state()
     assert state["subscription"]["plan"] == "business" and state["subscription"]["scheduled_plan"] == "pro"
     assert world.plan() == "business"
+    scheduled = world.outbox("billing.subscription.changed")[-1]  # the scheduled downgrade is a change too
+    assert (scheduled["plan"], scheduled["previous_plan"], scheduled["scheduled_plan"]) == ("business", "business",
+                                                                                           "pro")
+    audit = world.kernel.audit.query(world.team, action="billing.subscription.changed")
+    assert audit[0]["details"]["scheduled_plan"] == "pro"
     clock.advance(days=20)
     assert asyncio_run(world.provider.renew()) == 1
     state = world.state()

@@ -234,9 +234,10 @@ class StateMachine:
                                plan=event.plan, status=status or "active", seats=1, cancel_at_period_end=False,
                                last_event_at=event.occurred_at, created_at=now, updated_at=now)
             session.add(sub)
-            previous: tuple[Any, ...] = (None, None, None, None, None)
+            previous: tuple[Any, ...] = (None, None, None, None, None, None, None)
         else:
-            previous = (sub.plan, sub.status, sub.seats, sub.current_period_end, sub.cancel_at_period_end)
+            previous = (sub.plan, sub.status, sub.seats, sub.current_period_end, sub.cancel_at_period_end,
+                        sub.scheduled_plan, sub.trial_end)
         if event.customer_id:
             sub.customer_id = event.customer_id
         if event.plan:
@@ -268,17 +269,20 @@ class StateMachine:
             sub.grace_until = None
         sub.last_event_at, sub.updated_at = event.occurred_at, now
         self._entitle(session, subject)
-        current = (sub.plan, sub.status, sub.seats, sub.current_period_end, sub.cancel_at_period_end)
+        current = (sub.plan, sub.status, sub.seats, sub.current_period_end, sub.cancel_at_period_end,
+                   sub.scheduled_plan, sub.trial_end)
         if current != previous:
             payload = {"provider": provider, "subject": subject, "subscription_id": sub.subscription_id,
                        "plan": sub.plan, "status": sub.status, "previous_plan": previous[0],
                        "previous_status": previous[1], "seats": sub.seats,
                        "current_period_end": iso(sub.current_period_end),
-                       "cancel_at_period_end": sub.cancel_at_period_end}
+                       "cancel_at_period_end": sub.cancel_at_period_end, "scheduled_plan": sub.scheduled_plan,
+                       "trial_end": iso(sub.trial_end)}
             self._kernel.outbox.publish(session, "billing.subscription.changed", payload)
             self._audit(session, "billing.subscription.changed", provider, subject, "subscription",
                         sub.subscription_id, {k: payload[k] for k in ("plan", "status", "previous_plan",
-                                                                      "previous_status", "seats")}
+                                                                      "previous_status", "seats",
+                                                                      "cancel_at_period_end", "scheduled_plan")}
                         | {"event": event.id})
         return "applied"
 
