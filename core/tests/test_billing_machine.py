@@ -452,3 +452,24 @@ def test_the_zero_invoice_that_opens_a_trial_leaves_it_trialing(bench, clock, in
     assert bench.sub().status == "active" and bench.plan() == "pro"
     clock.advance(days=1)
     assert bench.plan() == "pro"
+
+
+def test_a_checkout_event_without_status_never_overrides_the_subscriptions_own(bench, clock):
+    """Stripe's ``checkout.session.completed`` says nothing of the subscription's status; it
+    may come after ``customer.subscription.created`` (a trial): the trial stays a trial. Alone,
+    it starts the subscription active."""
+    trial_end = clock() + timedelta(days=14)
+    bench.deliver(bench.event("evt_sub", "subscription.created", plan="pro", status="trialing", trial_end=trial_end))
+    done = bench.deliver(bench.event("evt_co", "checkout.completed", plan="pro", checkout_id="cs_1", seats=1,
+                                     data={"email": "buyer@example.com"}, minutes=0.5))
+    assert done.json()["received"][0]["outcome"] == "applied"
+    assert bench.sub().status == "trialing" and bench.plan() == "pro"
+    with bench.kernel.session() as session:
+        assert session.get(BillingCustomer, ("acme", "cus_1")).email == "buyer@example.com"
+
+    alone = bench.event("evt_co2", "checkout.completed", plan="business", checkout_id="cs_2", subject="ws_other",
+                        customer_id="cus_2", subscription_id="sub_2")
+    assert bench.deliver(alone).status_code == 200
+    with bench.kernel.session() as session:
+        assert session.get(Subscription, ("acme", "sub_2")).status == "active"
+    assert bench.kernel.entitlements.entitlements("ws_other")["plan"] == "business"

@@ -114,7 +114,12 @@ class StateMachine:
                     {"plan": event.plan, "subscription_id": event.subscription_id})
         if not event.subscription_id:
             return "recorded"
-        status = event.status or ("trialing" if event.trial_end and event.trial_end > event.occurred_at else "active")
+        status = event.status
+        if status is None and session.get(Subscription, (provider, event.subscription_id)) is None:
+            # a provider that does not say (Stripe's session does not) starts it active, or trialing
+            status = "trialing" if event.trial_end and event.trial_end > event.occurred_at else "active"
+        # without a status, an existing subscription keeps the one its own events gave it (a
+        # trial stays a trial when the checkout event comes after the subscription's)
         return self._transition(session, provider, event, subject, status=status)
 
     def _on_subscription_created(self, session: Session, provider: str, event: BillingEvent, subject: str) -> str:
