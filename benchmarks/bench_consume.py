@@ -160,8 +160,10 @@ def unreachable_redis(url: str) -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-def sql_rows(kernel: Any, threads: list[int], seconds: float, repeat: int) -> list[tuple[str, int, float, float]]:
-    """(case, threads, calls/s, baseline calls/s) of consume against the bare UPSERT."""
+def sql_rows(kernel: Any, threads: list[int], seconds: float, repeat: int,
+             alone: Any = None) -> list[tuple[str, int, float, float]]:
+    """(case, threads, calls/s, baseline calls/s) of consume against the bare UPSERT; with
+    ``alone`` (a kernel whose group commit is off), also its concurrent consumes (``1-by-1``)."""
     engine = kernel.engine
     placeholder = "?" if engine.dialect.name == "sqlite" else "%s"
     statement = UPSERT.format(p=placeholder)
@@ -173,15 +175,23 @@ def sql_rows(kernel: Any, threads: list[int], seconds: float, repeat: int) -> li
         with engine.begin() as connection:
             connection.exec_driver_sql(statement, ("bench", LIMIT)).scalar()
 
-    def consume() -> None:
-        if not kernel.entitlements.consume(SUBJECT, "chat").allowed:
-            raise RuntimeError("the benchmark quota ran out")
+    def consumer(on: Any) -> Callable[[], None]:
+        def consume() -> None:
+            if not on.entitlements.consume(SUBJECT, "chat").allowed:
+                raise RuntimeError("the benchmark quota ran out")
+        return consume
 
     rows = []
     for count in threads:
         baseline = rate(upsert, count, seconds, repeat)
-        rows.append(("consume", count, rate(consume, count, seconds, repeat), baseline))
+        rows.append(("consume", count, rate(consumer(kernel), count, seconds, repeat), baseline))
+        if alone is not None and count > 1:
+            rows.append(("1-by-1", count, rate(consumer(alone), count, seconds, repeat), baseline))
     return rows
+
+
+#: Kernel settings of the ``1-by-1`` rows: every consume in a transaction of its own.
+NO_GROUP_COMMIT = {"entitlements": {"group_commit": 0}}
 
 
 def redis_rows(kernel: Any, redis_url: str, prefix: str, threads: list[int], seconds: float,
@@ -243,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         sqlite = build_kernel(f"sqlite:///{root / 'bench.db'}", root / "data")
-        print_rows("SQLite", "bare UPSERT", sql_rows(sqlite, threads, seconds, repeat))
+        sqlite_alone = build_kernel(f"sqlite:///{root / 'alone.db'}", root / "data-alone", settings=NO_GROUP_COMMIT)
+        print_rows("SQLite", "bare UPSERT", sql_rows(sqlite, threads, seconds, repeat, sqlite_alone))
+        sqlite_alone.close()
         ledger_url = f"sqlite:///{root / 'ledger.db'}"
         schema = None
         problem = unreachable_postgres(args.postgres_url)
@@ -252,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             postgres_url = schema.__enter__()
             try:
                 postgres = build_kernel(postgres_url, root / "data-pg")
-                print_rows("PostgreSQL", "bare UPSERT", sql_rows(postgres, threads, seconds, repeat))
+                with Schema(args.postgres_url) as other:
+                    alone = build_kernel(other, root / "data-pg-alone", settings=NO_GROUP_COMMIT)
+                    print_rows("PostgreSQL", "bare UPSERT", sql_rows(postgres, threads, seconds, repeat, alone))
+                    alone.close()
                 postgres.close()
                 with Schema(args.postgres_url) as second:
                     ledger_url = second
@@ -264,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             notes += redis_section(args, ledger_url, root, threads, seconds, repeat)
         sqlite.close()
     print("ratio = time per call / the baseline's time per call (higher is slower); "
-          "consume writes a ledger entry and moves the counter in one transaction")
+          "consume writes a ledger entry and moves the counter in one transaction; concurrent consumes of "
+          "one process share transactions (group commit), 1-by-1 = the same with group commit off")
     for note in notes:
         print(f"note: {note}")
     return 0

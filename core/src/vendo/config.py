@@ -161,6 +161,12 @@ class EntitlementSettings(BaseModel):
                     "another worker process applies within this time (at once in the process that made it); "
                     "0 reads it on every decision.",
     )
+    group_commit: int = Field(
+        64, ge=0, le=1000,
+        description="Concurrent consume/track calls of one process share one transaction, at most this many "
+                    "(each caller still returns only after the commit holding its write); 0 or 1 gives every "
+                    "call a transaction of its own.",
+    )
 
 
 class ServerSettings(BaseModel):

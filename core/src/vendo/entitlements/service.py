@@ -40,6 +40,7 @@ from vendo.capabilities import COMPENSATIONS, counter_key, counter_period
 from vendo.entitlements.catalog import Catalog, FeatureDefinition, Grant, Plan
 from vendo.entitlements.models import Assignment, CatalogVersion, Hold, LedgerEntry
 from vendo.entitlements.periods import period_end, period_start
+from vendo.entitlements.groupcommit import GroupCommit
 from vendo.entitlements.plancache import MISS, NEWEST_CATALOG, PlanCache
 from vendo.entitlements.store import Bucket, SQLCounterStore
 from vendo.errors import Conflict, CounterStoreUnavailable, InvalidInput, NotFound
@@ -150,6 +151,9 @@ class Entitlements:
         self._rebuilding = threading.Lock()
         #: Subjects' assignments and the newest catalog version (see :mod:`vendo.entitlements.plancache`).
         self.plan_cache = PlanCache(kernel.settings.entitlements.plan_cache_ttl)
+        group = kernel.settings.entitlements.group_commit
+        #: Concurrent consume/track calls share transactions (see :mod:`vendo.entitlements.groupcommit`).
+        self._group = GroupCommit(self._transaction, max_batch=group) if group > 1 else None
 
     # -- catalog -------------------------------------------------------------------------------
 
@@ -491,39 +495,52 @@ class Entitlements:
         key = idempotency_key or f"auto:{uuid.uuid4().hex}"
         if len(key) > 255:
             raise InvalidInput("idempotency_key is at most 255 characters", code="invalid_idempotency_key")
+
+        def work(session: Session) -> Decision:
+            return self._record_in(session, key, subject, feature, amount, kind=kind, gated=gated, member=member,
+                                   tokens=tokens, cost=cost, metadata=metadata)
+
         try:
+            if self._group is not None:
+                return self._group.run(work)
             with self._transaction() as session:
-                ctx = self._context(session, subject, feature, member)
-                if gated and not self._granted(ctx):  # a retry of a call accepted before still answers as one
-                    return self._replay(session, key, subject, feature, amount, kind) or \
-                        self._evaluate(session, ctx, amount)
-                if ctx.definition.kind == "boolean":
-                    raise InvalidInput(f"{feature} is a boolean feature: check it, there is nothing to count",
-                                       code="not_countable")
-                # The entry first: a duplicate key fails here, before any counter moves.
-                session.connection().execute(_LEDGER_INSERT, {  # Core: no ORM machinery per call
-                    "idempotency_key": key, "kind": kind, "subject": subject, "member": member, "feature": feature,
-                    "period_start": ctx.start, "amount": amount, "tokens": tokens, "cost": cost,
-                    "buckets": [b.key for b in ctx.buckets], "details": dict(metadata or {}), "created_at": ctx.now,
-                })
-                try:
-                    values = self._store.try_add(session, ctx.buckets, amount) if gated else \
-                        self._store.add(session, ctx.buckets, amount)
-                except CounterStoreUnavailable:
-                    if gated and ctx.definition.policy == "fail_closed":
-                        raise  # the entry rolls back with the transaction
-                    session.execute(update(LedgerEntry).where(LedgerEntry.idempotency_key == key).values(applied=False))
-                    return self._fallback(session, ctx, amount)
-                if values is None:  # refused: nothing moved, take the entry back
-                    session.execute(delete(LedgerEntry).where(LedgerEntry.idempotency_key == key))
-                    return self._evaluate(session, ctx, amount, refused=True)
-                return self._decision(ctx, values[0], amount, True)
+                return work(session)
         except IntegrityError:  # the same key, recorded before or concurrently: answer as a replay
             with self._kernel.session() as session:
                 replay = self._replay(session, key, subject, feature, amount, kind)
             if replay is None:
                 raise
             return replay
+
+    def _record_in(self, session: Session, key: str, subject: str, feature: str, amount: int, *, kind: str,
+                   gated: bool, member: str | None, tokens: int, cost: float,
+                   metadata: dict[str, Any] | None) -> Decision:
+        """One consume/track in ``session``'s transaction (possibly shared by a group commit)."""
+        ctx = self._context(session, subject, feature, member)
+        if gated and not self._granted(ctx):  # a retry of a call accepted before still answers as one
+            return self._replay(session, key, subject, feature, amount, kind) or \
+                self._evaluate(session, ctx, amount)
+        if ctx.definition.kind == "boolean":
+            raise InvalidInput(f"{feature} is a boolean feature: check it, there is nothing to count",
+                               code="not_countable")
+        # The entry first: a duplicate key fails here, before any counter moves.
+        session.connection().execute(_LEDGER_INSERT, {  # Core: no ORM machinery per call
+            "idempotency_key": key, "kind": kind, "subject": subject, "member": member, "feature": feature,
+            "period_start": ctx.start, "amount": amount, "tokens": tokens, "cost": cost,
+            "buckets": [b.key for b in ctx.buckets], "details": dict(metadata or {}), "created_at": ctx.now,
+        })
+        try:
+            values = self._store.try_add(session, ctx.buckets, amount) if gated else \
+                self._store.add(session, ctx.buckets, amount)
+        except CounterStoreUnavailable:
+            if gated and ctx.definition.policy == "fail_closed":
+                raise  # the entry rolls back with the transaction
+            session.execute(update(LedgerEntry).where(LedgerEntry.idempotency_key == key).values(applied=False))
+            return self._fallback(session, ctx, amount)
+        if values is None:  # refused: nothing moved, take the entry back
+            session.execute(delete(LedgerEntry).where(LedgerEntry.idempotency_key == key))
+            return self._evaluate(session, ctx, amount, refused=True)
+        return self._decision(ctx, values[0], amount, True)
 
     def consume(self, subject: str, feature: str, amount: int = 1, *, member: str | None = None,
                 idempotency_key: str | None = None, tokens: int = 0, cost: float = 0.0,
