@@ -4,8 +4,9 @@ trivial FastAPI endpoint served by the same uvicorn (uvloop + httptools) in the 
 Both servers run as separate processes on loopback, one after the other under the same load:
 ``--concurrency`` (16) keep-alive connections, each with one request in flight. The consume
 route authenticates a session token, resolves the workspace, consumes one unit of an unlimited
-metered feature (ledger + counter, SQLite by default) and answers the decision. Figures move
-with the machine's load: read the ratio.
+metered feature (ledger + counter, SQLite by default) and answers the decision. A third case
+runs the same with group commit off (``VENDO_ENTITLEMENTS__GROUP_COMMIT=0``: every consume in a
+transaction of its own). Figures move with the machine's load: read the ratio.
 
 The load generator is **wrk** (Debian package ``wrk``: ``apt-get install wrk``) when it is on
 the PATH, one wrk thread, so the servers keep the other core. Without it the script falls back
@@ -167,9 +168,12 @@ def main() -> None:
                                       cwd=work, check=True, capture_output=True, text=True).stdout.split()
     env["VENDO_SESSIONS__ACCESS_TTL"] = "86400"
 
-    vendo_port, trivial_port = free_port(), free_port()
+    vendo_port, trivial_port, alone_port = free_port(), free_port(), free_port()
     servers = [
         subprocess.Popen([sys.executable, "-m", "vendo", "serve", "--port", str(vendo_port)], env=env, cwd=work,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, "-m", "vendo", "serve", "--port", str(alone_port)],
+                         env={**env, "VENDO_ENTITLEMENTS__GROUP_COMMIT": "0"}, cwd=work,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen([sys.executable, "-m", "uvicorn", "trivial:app", "--port", str(trivial_port),
                           "--loop", "auto", "--http", "auto", "--log-level", "warning"], env=env, cwd=work,
@@ -177,18 +181,20 @@ def main() -> None:
     ]
     try:
         wait_ready(f"http://127.0.0.1:{vendo_port}/api/health", servers[0])
-        wait_ready(f"http://127.0.0.1:{trivial_port}/docs", servers[1])
+        wait_ready(f"http://127.0.0.1:{alone_port}/api/health", servers[1])
+        wait_ready(f"http://127.0.0.1:{trivial_port}/docs", servers[2])
         headers = {"Authorization": f"Bearer {token}"}
         body = {"feature": "calls", "subject": workspace}
         cases = [("trivial FastAPI endpoint", f"http://127.0.0.1:{trivial_port}/api/v1/consume", {}, {}),
-                 ("vendo POST /api/v1/consume", f"http://127.0.0.1:{vendo_port}/api/v1/consume", headers, body)]
+                 ("vendo POST /api/v1/consume", f"http://127.0.0.1:{vendo_port}/api/v1/consume", headers, body),
+                 ("  same, group commit off", f"http://127.0.0.1:{alone_port}/api/v1/consume", headers, body)]
         results, latencies = {}, {}
         for name, url, h, b in cases:
             asyncio.run(load(url, h, b, min(1.0, seconds), args.concurrency))  # warm-up
             spy = None
             if args.py_spy and name.startswith("vendo"):
                 spy = subprocess.Popen(["py-spy", "record", "--pid", str(servers[0].pid), "--format", "raw",
-                                        "--threads", "--idle", "-o", str(args.py_spy.resolve()),
+                                        "--threads", "--gil", "-o", str(args.py_spy.resolve()),
                                         "-d", str(max(1, round(seconds)))], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
             if client == "wrk":
