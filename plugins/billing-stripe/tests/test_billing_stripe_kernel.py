@@ -238,3 +238,50 @@ def test_owner_checkout_upgrade_and_downgrade_through_the_kernel(stand_in: Strip
     assert unreachable.json()["error"]["code"] == "provider_unavailable"
     assert (world.count(BillingCustomer), world.count(CheckoutRecord)) == (customers, checkouts)
     assert world.kernel.audit.query(other, action="billing.checkout.started") == []
+
+
+def test_a_failed_stripe_payment_keeps_the_plan_for_the_grace_period(
+        localstripe: LocalStripe, stripe_sdk: Any, receiver: WebhookReceiver, vendo_kernel: Any, vendo_client: Any,
+        vendo_clock: Any) -> None:
+    """Peer: localstripe, collecting a SEPA debit whose IBAN fails (asynchronously, as SEPA
+    does); its real signed ``customer.subscription.created`` and ``invoice.payment_failed``
+    deliveries are posted to the kernel's webhook route: ``past_due``, the plan kept for the
+    grace period (7 days), then the free plan."""
+    from vendo.billing.models import Subscription
+
+    world = Kernel(vendo_kernel, vendo_client, vendo_clock, localstripe.url)
+    localstripe.register_webhook("vendo", receiver.url, WEBHOOK_SECRET,
+                                 events=["customer.subscription.created", "invoice.payment_failed"])
+    method = stripe_sdk.v1.payment_methods.create({
+        "type": "sepa_debit", "sepa_debit": {"iban": "DE62370400440532013001"},
+        "billing_details": {"name": "Olive", "email": "owner@example.com"}})
+    product = stripe_sdk.v1.products.create({"name": "Pro", "metadata": {"vendo_plan": "pro"}})
+    legacy = stripe_sdk.v1.plans.create({"product": product.id, "amount": 990, "currency": "eur",
+                                         "interval": "month", "metadata": {"vendo_plan": "pro"}})
+    customer = stripe_sdk.v1.customers.create({"email": "owner@example.com", "payment_method": method.id,
+                                               "invoice_settings": {"default_payment_method": method.id},
+                                               "metadata": {"vendo_subject": world.team}})
+    subscription = stripe_sdk.v1.subscriptions.create({"customer": customer.id, "items": [{"plan": legacy.id}],
+                                                       "metadata": {"vendo_subject": world.team,
+                                                                    "vendo_plan": "pro"}}).id
+    (invoice,) = stripe_sdk.v1.invoices.list({"customer": customer.id}).data
+    created = receiver.wait_for("customer.subscription.created", subscription)
+    failed = receiver.wait_for("invoice.payment_failed", invoice.id)
+    for delivery in (created, failed, failed, created):
+        world.now()
+        response = world.client.post(WEBHOOK, content=delivery.body, headers=delivery.headers)
+        assert response.status_code == 200, response.text
+    with world.kernel.session() as session:
+        sub = session.get(Subscription, ("stripe", subscription))
+        assert (sub.status, sub.plan) == ("past_due", "pro")
+        grace_until = sub.grace_until
+    occurred = datetime.fromtimestamp(failed.event["created"], UTC)
+    assert grace_until is not None and abs(grace_until.replace(tzinfo=UTC) - (occurred + timedelta(days=7))) \
+        < timedelta(seconds=1)
+    assert world.plan() == "pro"  # kept during the grace period
+    (notice,) = world.outbox("billing.payment.failed")
+    assert (notice["invoice_id"], notice["subscription_id"]) == (invoice.id, subscription)
+    (mail,) = [m for m in world.outbox("notification.requested") if m["template"] == "payment_failed"]
+    assert mail["to"] == "owner@example.com"  # the workspace's OWNER
+    vendo_clock.set(occurred + timedelta(days=7, minutes=1))
+    assert world.plan() == "basic"  # restricted after it
