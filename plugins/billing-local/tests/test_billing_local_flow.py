@@ -197,6 +197,12 @@ def test_manual_assignment_goes_through_the_state_machine(world):
     assert getattr(refused.value, "code", "") == "too_few_seats"
     asyncio_run(world.kernel.billing.assign(world.team, "pro", trial=True))
     assert world.state()["subscription"]["status"] == "trialing"
+    for interval in ("week", "monthly"):  # also on the free plan, which has no price to refuse it
+        for plan in ("business", "basic"):
+            with pytest.raises(Exception) as refused:
+                asyncio_run(world.kernel.billing.assign(world.team, plan, interval=interval))
+            assert getattr(refused.value, "code", "") == "invalid_interval"
+    assert world.state()["subscription"]["plan"] == "pro"
 
 
 def test_sync_catalog_stores_stable_price_ids(world):

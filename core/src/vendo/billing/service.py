@@ -70,6 +70,17 @@ def minor_units(amount: Decimal, currency: str) -> int:
     return int((Decimal(amount) * factor).to_integral_value())
 
 
+def check_interval(interval: str) -> str:
+    """``interval`` when it is a billing interval Vendo sells (``month``, ``year``).
+
+    :raises InvalidInput: ``invalid_interval``.
+    """
+    if interval not in ("month", "year"):
+        raise InvalidInput(f"unknown billing interval {interval!r}: use month or year", code="invalid_interval",
+                           details={"interval": interval})
+    return interval
+
+
 def lookup_key(plan: str, version: int, interval: str, currency: str) -> str:
     """The stable price lookup key ``vendo:<plan>:v<version>:<interval>:<currency>``."""
     return f"vendo:{plan}:v{version}:{interval}:{currency.lower()}"
@@ -344,6 +355,7 @@ class Billing:
             subject), ``idempotency_key_reused``.
         :raises ProviderUnavailable: the provider failed; nothing was written.
         """
+        check_interval(interval)
         name, provider = self.provider()
         catalog, version = await run_in_threadpool(self._catalog)
         currency = (currency or catalog.currency).lower()
@@ -535,6 +547,7 @@ class Billing:
 
         :raises InvalidInput: ``manual_assignment_unsupported`` for providers that cannot.
         """
+        check_interval(interval)
         name, provider = self.provider()
         assign = getattr(provider, "assign_subscription", None)
         if assign is None:
