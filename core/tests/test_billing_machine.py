@@ -261,6 +261,10 @@ def test_payment_failed_keeps_entitlements_for_the_grace_period_then_restricts(b
     assert bench.sub().status == "active" and bench.sub().grace_until is None and bench.plan() == "pro"
     statuses = [(c["previous_status"], c["status"]) for c in bench.outbox("billing.subscription.changed")]
     assert ("active", "past_due") in statuses and ("past_due", "active") in statuses
+    audited = [(a["action"], a["target_id"]) for a in bench.kernel.audit.query(SUBJECT, action="billing")]
+    assert ("billing.payment.failed", "in_2") in audited and ("billing.invoice.paid", "in_2") in audited
+    (failure,) = bench.kernel.audit.query(SUBJECT, action="billing.payment.failed")
+    assert failure["details"]["grace_until"] == payload["grace_until"] and failure["actor_label"] == "billing:acme"
 
 
 def test_the_payment_failed_email_goes_to_the_workspace_owner_once(bench):

@@ -137,6 +137,9 @@ class StateMachine:
             "provider": provider, "subject": subject, "subscription_id": event.subscription_id,
             "invoice_id": event.invoice_id, "amount": event.amount, "currency": event.currency,
             "current_period_end": iso(event.current_period_end)})
+        self._audit(session, "billing.invoice.paid", provider, subject, "invoice", event.invoice_id or "",
+                    {"amount": event.amount, "currency": event.currency, "subscription_id": event.subscription_id,
+                     "event": event.id})
         if not event.subscription_id:
             return "recorded"
         sub = session.get(Subscription, (provider, event.subscription_id))
@@ -166,6 +169,9 @@ class StateMachine:
         self._kernel.outbox.publish(session, "billing.payment.failed", {
             "provider": provider, "subject": subject, "subscription_id": event.subscription_id,
             "invoice_id": event.invoice_id, "grace_until": iso(grace)})
+        self._audit(session, "billing.payment.failed", provider, subject, "invoice", event.invoice_id or "",
+                    {"amount": event.amount, "currency": event.currency, "subscription_id": event.subscription_id,
+                     "grace_until": iso(grace), "event": event.id})
         self._payment_failed_email(session, provider, event, subject, sub.plan if sub is not None else event.plan,
                                    grace)
         return outcome
