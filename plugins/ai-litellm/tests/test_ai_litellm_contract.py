@@ -1,5 +1,7 @@
 """vendo-ai-litellm passes the SDK's AI contract suite against a real OpenAI-compatible
-server on loopback (litellm's normal HTTP code path, ``api_base``), and maps vendor errors."""
+server on loopback, on both of its paths: the direct one (OpenAI's wire format on pooled
+aiohttp connections, the default for ``openai/`` models) and litellm's normal HTTP code path
+(``wire = "litellm"``, ``api_base``); and maps vendor errors the same way on both."""
 
 from __future__ import annotations
 
@@ -23,13 +25,20 @@ def upstream() -> Iterator[Upstream]:
     _UPSTREAM.stop()
 
 
-def litellm_settings(upstream: Upstream, **more: Any) -> dict[str, Any]:
-    """Settings routing ``chat-small``/``embed-small`` to the loopback upstream."""
-    return {"api_key": "sk-operator-key", "api_base": upstream.base_url, "timeout": 2.0, "models": [
+WIRES = ["auto", "litellm"]
+
+
+def litellm_settings(upstream: Upstream, wire: str = "auto", **more: Any) -> dict[str, Any]:
+    """Settings routing ``chat-small``/``embed-small`` to the loopback upstream (``wire``:
+    ``auto`` takes the direct path for these ``openai/`` models, ``litellm`` goes through litellm)."""
+    settings = {"api_key": "sk-operator-key", "api_base": upstream.base_url, "timeout": 2.0, "models": [
         {"id": "chat-small", "model": "openai/loopback-chat", "input_cost_per_token": 0.000001,
          "output_cost_per_token": 0.000002},
         {"id": "embed-small", "model": "openai/loopback-embed", "kind": "embedding"},
     ], **more}
+    for model in settings["models"]:
+        model.setdefault("wire", wire)
+    return settings
 
 
 class TestLiteLLMContract(AIProviderContract):
@@ -40,23 +49,63 @@ class TestLiteLLMContract(AIProviderContract):
     embedding_model = "embed-small"
     deterministic = True
 
+    wire = "auto"
+
     @pytest.fixture
     def kernel(self, vendo_kernel: Any, upstream: Upstream) -> Any:
         return vendo_kernel({self.plugin_name: self.plugin},
-                            plugin_settings={self.plugin_name: litellm_settings(upstream)})
+                            plugin_settings={self.plugin_name: litellm_settings(upstream, self.wire)})
 
 
-@pytest.fixture
-def provider(vendo_kernel: Any, upstream: Upstream) -> Iterator[Any]:
+class TestLiteLLMContractThroughLiteLLM(TestLiteLLMContract):
+    """The same suite on litellm's own code path."""
+
+    wire = "litellm"
+
+
+@pytest.fixture(params=WIRES)
+def provider(request: pytest.FixtureRequest, vendo_kernel: Any, upstream: Upstream) -> Iterator[Any]:
     upstream.set_mode("ok")
     kernel = vendo_kernel({"ai-litellm": vendo_ai_litellm}, plugin_settings={"ai-litellm": litellm_settings(
-        upstream, models=[
+        upstream, request.param, models=[
             {"id": "chat-small", "model": "openai/loopback-chat", "fallbacks": ["chat-backup"]},
             {"id": "chat-backup", "model": "openai/loopback-backup", "api_base": upstream.base_url},
             {"id": "chat-alone", "model": "openai/loopback-chat"},
         ])})
     yield kernel.providers.get("ai", "litellm")
     upstream.set_mode("ok")
+
+
+def test_routes_take_the_direct_path_only_on_openais_wire_format(vendo_kernel: Any, upstream: Upstream) -> None:
+    kernel = vendo_kernel({"ai-litellm": vendo_ai_litellm}, plugin_settings={"ai-litellm": litellm_settings(
+        upstream, models=[
+            {"id": "a", "model": "openai/gpt-4o-mini"},
+            {"id": "b", "model": "anthropic/claude-3-5-haiku-latest"},
+            {"id": "c", "model": "hosted_vllm/meta-llama/Llama-3", "wire": "openai"},
+            {"id": "d", "model": "openai/gpt-4o-mini", "wire": "litellm"},
+        ])})
+    provider = kernel.providers.get("ai", "litellm")
+    assert [provider.route(m).direct for m in "abcd"] == [True, False, True, False]
+
+
+async def test_a_fallback_chain_mixes_both_paths(vendo_kernel: Any, upstream: Upstream) -> None:
+    """The direct route cannot reach its vendor (connection refused): its fallback goes through litellm."""
+    from vendo import ChatRequest
+
+    kernel = vendo_kernel({"ai-litellm": vendo_ai_litellm}, plugin_settings={"ai-litellm": litellm_settings(
+        upstream, models=[
+            {"id": "direct", "model": "openai/loopback-broken", "api_base": "http://127.0.0.1:9/v1",
+             "fallbacks": ["through-litellm"]},
+            {"id": "through-litellm", "model": "openai/loopback-chat", "wire": "litellm"},
+        ])})
+    provider = kernel.providers.get("ai", "litellm")
+    before = len(upstream.requests)
+    response = await provider.chat(ChatRequest(model="direct", messages=({"role": "user", "content": "hi there"},)))
+    assert response.content == "Echo: hi there" and response.model == "direct"
+    chunks = [c async for c in provider.stream(ChatRequest(model="direct",
+                                                            messages=({"role": "user", "content": "hi"},)))]
+    assert "".join(c.delta for c in chunks) == "Echo: hi" and chunks[-1].usage.completion_tokens == 2
+    assert [r.body["model"] for r in upstream.requests[before:]] == ["loopback-chat", "loopback-chat"]
 
 
 async def test_the_byok_key_reaches_the_vendor_instead_of_the_operator_key(provider: Any, upstream: Upstream) -> None:
@@ -118,7 +167,7 @@ async def test_mapping_with_litellm_mock_response(vendo_kernel: Any, upstream: U
     from vendo import ChatRequest
 
     kernel = vendo_kernel({"ai-litellm": vendo_ai_litellm},
-                          plugin_settings={"ai-litellm": litellm_settings(upstream)})
+                          plugin_settings={"ai-litellm": litellm_settings(upstream, "litellm")})
     provider = kernel.providers.get("ai", "litellm")
     request = ChatRequest(model="chat-small", messages=({"role": "user", "content": "x"},),
                           extra={"mock_response": "mapped reply"})

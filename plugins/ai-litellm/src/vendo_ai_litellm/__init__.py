@@ -34,3 +34,23 @@ def vendo_register_ai_providers(register: Any, settings: Any) -> None:
     from vendo_ai_litellm.provider import LiteLLMProvider
 
     register(PROVIDER_NAME, LiteLLMProvider(settings))
+
+
+def _providers(kernel: Any) -> list[Any]:
+    from vendo_ai_litellm.provider import LiteLLMProvider
+
+    return [p for p in kernel.providers.active("ai") if isinstance(p, LiteLLMProvider)]
+
+
+@hookimpl
+async def vendo_startup(kernel: Any, settings: Any) -> None:
+    """Open the connection pool of the direct path for the serving loop."""
+    for provider in _providers(kernel):
+        provider.direct.open()
+
+
+@hookimpl
+async def vendo_shutdown(kernel: Any, settings: Any) -> None:
+    """Close the pooled vendor connections of the direct path (the serving loop's)."""
+    for provider in _providers(kernel):
+        await provider.direct.aclose()

@@ -3,6 +3,10 @@
 litellm is imported on first use (it takes about 3 s), with ``LITELLM_LOCAL_MODEL_COST_MAP``
 set so it never downloads its price list. Credentials are passed on every call: the caller's
 own key (BYOK) when the request carries one, else the operator's key from the settings.
+
+Routes whose vendor speaks OpenAI's wire format (``openai/...`` models, or ``wire = "openai"``)
+take the direct path of :mod:`vendo_ai_litellm.direct` (pooled aiohttp connections, no litellm
+on the call); the others go through litellm. A fallback chain may mix both.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from vendo import (
     Usage,
 )
 
+from vendo_ai_litellm.direct import DEFAULT_BASE, DirectClient, VendorHTTPError, chunks_of, map_status, vendor_model
 from vendo_ai_litellm.settings import LiteLLMSettings, ModelRoute
 
 _litellm: Any = None
@@ -86,6 +91,7 @@ class LiteLLMProvider:
     def __init__(self, settings: LiteLLMSettings) -> None:
         self.settings = settings
         self._routes = {route.id: route for route in settings.models}
+        self.direct = DirectClient(keepalive_timeout=settings.keepalive_timeout)
 
     # -- models --------------------------------------------------------------------------
 
@@ -141,11 +147,53 @@ class LiteLLMProvider:
             arguments.setdefault(name, value)
         return arguments
 
+    # -- the direct path (OpenAI's wire format) ---------------------------------------------
+
+    def _key(self, api_key: str | None) -> str | None:
+        if api_key is not None:
+            return api_key
+        return self.settings.api_key.get_secret_value() if self.settings.api_key else None
+
+    def _base(self, route: ModelRoute) -> str:
+        return route.api_base or self.settings.api_base or DEFAULT_BASE
+
+    def _timeout(self, route: ModelRoute, timeout: float | None) -> float:
+        return timeout or route.timeout or self.settings.timeout
+
+    def _direct_body(self, route: ModelRoute, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": vendor_model(route.model), "messages": [dict(m) for m in request.messages]}
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        for name, value in (request.extra or {}).items():
+            body.setdefault(name, value)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def _chat_direct(self, route: ModelRoute, request: ChatRequest) -> ChatResponse:
+        try:
+            return await self.direct.chat(self._base(route), self._direct_body(route, request, False),
+                                          self._key(request.api_key), self._timeout(route, request.timeout),
+                                          self.settings.num_retries, route.vendor_name, request.model)
+        except VendorHTTPError as exc:
+            raise map_status(exc.status, exc.body, route.vendor_name, route.id) from None
+
+    # -- calls ---------------------------------------------------------------------------
+
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """A complete answer; on a vendor failure (5xx, timeout) the route's fallbacks are tried in order."""
-        lib = litellm_module()
         error: Exception | None = None
         for route in self._chain(request.model):
+            if route.direct:
+                try:
+                    return await self._chat_direct(route, request)
+                except UpstreamError as exc:
+                    error = exc
+                    continue
+            lib = litellm_module()
             try:
                 response = await lib.acompletion(**self._chat_arguments(route, request))
             except Exception as exc:  # litellm raises its own exception family
@@ -165,9 +213,25 @@ class LiteLLMProvider:
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Chunks as the vendor sends them; the last one carries ``finish_reason`` and ``usage``.
         Fallbacks apply until the first chunk; a failure after it is raised."""
-        lib = litellm_module()
         error: Exception | None = None
         for route in self._chain(request.model):
+            if route.direct:
+                try:
+                    response = await self.direct.open_stream(
+                        self._base(route), self._direct_body(route, request, True), self._key(request.api_key),
+                        self._timeout(route, request.timeout), self.settings.num_retries, route.vendor_name)
+                except VendorHTTPError as exc:
+                    error = map_status(exc.status, exc.body, route.vendor_name, route.id)
+                    if _retryable(error):
+                        continue
+                    raise error from None
+                except UpstreamError as exc:
+                    error = exc
+                    continue
+                async for chunk in self._direct_chunks(request.model, route, response):
+                    yield chunk
+                return
+            lib = litellm_module()
             arguments = self._chat_arguments(route, request)
             arguments.update(stream=True, stream_options={"include_usage": True})
             try:
@@ -186,6 +250,21 @@ class LiteLLMProvider:
             return
         assert error is not None
         raise error
+
+    async def _direct_chunks(self, model: str, route: ModelRoute, response: Any) -> AsyncIterator[ChatChunk]:
+        text: list[str] = []
+        source = chunks_of(self.direct.events(response, route.vendor_name), model)
+        try:
+            async for chunk in source:
+                if chunk.usage is None and chunk.finish_reason:  # the vendor did not report usage
+                    chunk = ChatChunk(id=chunk.id, model=model, delta="", finish_reason=chunk.finish_reason,
+                                      usage=Usage(0, self.count_text(route.id, "".join(text))))
+                elif chunk.delta:
+                    text.append(chunk.delta)
+                yield chunk
+        finally:
+            await source.aclose()
+            response.release()
 
     async def _chunks(self, model: str, route: ModelRoute, first: Any, iterator: Any) -> AsyncIterator[ChatChunk]:
         finish: str | None = None
@@ -217,9 +296,23 @@ class LiteLLMProvider:
 
     async def embed(self, model: str, inputs: list[str], *, api_key: str | None = None) -> Embeddings:
         """One vector per input (fallbacks on vendor failures, like chat)."""
-        lib = litellm_module()
         error: Exception | None = None
         for route in self._chain(model):
+            if route.direct:
+                body = {"model": vendor_model(route.model), "input": list(inputs), "encoding_format": "float"}
+                try:
+                    return await self.direct.embed(self._base(route), body, self._key(api_key),
+                                                   self._timeout(route, None), self.settings.num_retries,
+                                                   route.vendor_name, model)
+                except VendorHTTPError as exc:
+                    error = map_status(exc.status, exc.body, route.vendor_name, route.id)
+                    if _retryable(error):
+                        continue
+                    raise error from None
+                except UpstreamError as exc:
+                    error = exc
+                    continue
+            lib = litellm_module()
             try:
                 response = await lib.aembedding(input=list(inputs), encoding_format="float",
                                                  **self._arguments(route, api_key, None))

@@ -26,11 +26,23 @@ class ModelRoute(BaseModel):
     output_cost_per_token: float | None = Field(None, ge=0)
     fallbacks: list[str] = Field(default_factory=list)
     timeout: float | None = Field(None, gt=0)
+    #: ``auto``: models of litellm's ``openai/`` prefix go straight to the vendor over OpenAI's
+    #: wire format (no litellm on the call path), others through litellm; ``openai``: this
+    #: model's server speaks OpenAI's wire format whatever its prefix (vLLM, Ollama's ``/v1``...);
+    #: ``litellm``: always through litellm.
+    wire: Literal["auto", "openai", "litellm"] = "auto"
 
     @property
     def vendor_name(self) -> str:
         """The vendor whose key this model needs."""
         return self.vendor or (self.model.split("/", 1)[0] if "/" in self.model else "openai")
+
+    @property
+    def direct(self) -> bool:
+        """Whether calls skip litellm (see ``wire``)."""
+        if self.wire == "auto":
+            return "/" in self.model and self.model.split("/", 1)[0] == "openai"
+        return self.wire == "openai"
 
 
 class LiteLLMSettings(BaseModel):
@@ -42,6 +54,9 @@ class LiteLLMSettings(BaseModel):
     api_base: str | None = None
     timeout: float = Field(60.0, gt=0)
     num_retries: int = Field(0, ge=0, le=10)
+    #: Seconds an idle pooled connection to a vendor is kept on the direct path (below the
+    #: vendor's own idle timeout, so no request is written to a connection it is closing).
+    keepalive_timeout: float = Field(4.0, gt=0)
     models: list[ModelRoute] = Field(default_factory=list)
 
     @model_validator(mode="after")
