@@ -47,12 +47,13 @@ from starlette.concurrency import run_in_threadpool
 
 from vendo.ai.models import AIKeyBudget
 from vendo.ai.vault import Vault
-from vendo.capabilities import Bucket, ChatChunk, ChatRequest, ChatResponse, Embeddings, ModelInfo, Principal, Usage, \
+from vendo.ai.writer import MeterWriter
+from vendo.capabilities import COMPENSATIONS, Bucket, ChatChunk, ChatRequest, ChatResponse, Embeddings, ModelInfo, Principal, Usage, \
     counter_key
 from vendo.entitlements.catalog import Catalog, Plan
 from vendo.entitlements.periods import period_start
 from vendo.entitlements.service import TIER_LIMITED, Decision
-from vendo.errors import InvalidInput, NotFound, VendoError
+from vendo.errors import Conflict, InvalidInput, NotFound, VendoError
 
 if TYPE_CHECKING:  # pragma: no cover
     from vendo.kernel import Kernel
@@ -133,6 +134,7 @@ class AI:
     def __init__(self, kernel: Kernel) -> None:
         self._kernel = kernel
         self.vault = Vault(kernel)
+        self._writer = MeterWriter(kernel)
         self._routes: dict[str, tuple[Any, ModelInfo]] | None = None
 
     # -- models ------------------------------------------------------------------------------
@@ -187,36 +189,54 @@ class AI:
     async def _admit(self, caller: Caller, feature: str, requested: str, *, kind: str,
                      messages: list[Mapping[str, Any]] | None = None, inputs: list[str] | None = None,
                      max_tokens: int | None = None) -> _Gate:
+        """Steps 1 to 3 of the module docstring. The prompt is counted on the event loop (the
+        model resolved through the plan cache's catalog); then one write of the
+        :class:`MeterWriter` (a group-committed transaction) reads the plan, routes the model,
+        checks the allow-list, looks up the vault and takes every hold."""
         table = await self._table()
-        return await run_in_threadpool(self._admit_now, table, caller, feature, requested, kind, messages, inputs,
-                                       max_tokens)
+        entitlements = self._kernel.entitlements
+        found = entitlements._plan_of(None, caller.subject, self._kernel.now())  # the plan cache, when fresh
+        catalog = found[0] if found is not None else \
+            (await run_in_threadpool(entitlements.effective_plan, caller.subject))[0]
+        model, provider, info = self._route(table, catalog, requested)
+        if info.kind != kind:
+            raise InvalidInput(f"'{requested}' is a{'n' if info.kind == 'embedding' else ''} {info.kind} model",
+                               code="wrong_model_kind", details={"model": requested})
+        if kind == "chat":
+            prompt = provider.count_tokens(model, list(messages or []))
+        else:
+            prompt = sum(provider.count_tokens(model, [{"role": "user", "content": text}]) for text in inputs or [])
 
-    def _admit_now(self, table: dict[str, tuple[Any, ModelInfo]], caller: Caller, feature: str, requested: str,
-                   kind: str, messages: list[Mapping[str, Any]] | None, inputs: list[str] | None,
-                   max_tokens: int | None) -> _Gate:
-        """Steps 1 to 3 of the module docstring, in one worker thread (one read transaction,
-        one write transaction)."""
-        with self._kernel.session() as session:
-            catalog, plan = self._kernel.entitlements.effective_plan(caller.subject, session)
-            model, provider, info = self._route(table, catalog, requested)
-            if info.kind != kind:
-                raise InvalidInput(f"'{requested}' is a{'n' if info.kind == 'embedding' else ''} {info.kind} model",
-                                   code="wrong_model_kind", details={"model": requested})
-            aliases = catalog.ai.aliases
-            if not plan.ai.allows(model, aliases):
-                raise self._refusal(catalog, plan, feature, f"the model '{requested}' is not included in the "
-                                    f"{plan.name} plan", lambda p: p.ai.allows(model, aliases))
-            api_key = self.vault.key_for(session, caller.workspace, info.provider)
+        def work(session: Any) -> _Gate:
+            return self._admit_in(session, table, caller, feature, requested, kind, prompt, max_tokens)
+
+        return await self._writer.run(work, orphan=self._abandoned)
+
+    def _abandoned(self, gate: _Gate) -> None:
+        """The caller of an admission went away before using it: give its holds back."""
+        asyncio.get_running_loop().create_task(self._release(gate))
+
+    def _admit_in(self, session: Any, table: dict[str, tuple[Any, ModelInfo]], caller: Caller, feature: str,
+                  requested: str, kind: str, prompt: int, max_tokens: int | None) -> _Gate:
+        """Admission in ``session``'s transaction: plan, model, allow-list, vault, holds."""
+        entitlements = self._kernel.entitlements
+        now = self._kernel.now()
+        if not caller.subject:
+            raise InvalidInput("subject is required", code="invalid_subject")
+        planned = entitlements._plan_of(session, caller.subject, now)
+        catalog, plan = planned[0], planned[1]
+        model, provider, info = self._route(table, catalog, requested)
+        aliases = catalog.ai.aliases
+        if not plan.ai.allows(model, aliases):
+            raise self._refusal(catalog, plan, feature, f"the model '{requested}' is not included in the "
+                                f"{plan.name} plan", lambda p: p.ai.allows(model, aliases))
+        api_key = self.vault.key_for(session, caller.workspace, info.provider)
         byok = api_key is not None
         if not byok and not plan.ai.managed:
             raise self._refusal(
                 catalog, plan, feature,
                 f"the {plan.name} plan needs the workspace's own {info.provider} key (POST /api/v1/ai/credentials)",
                 lambda p: p.ai.managed and p.ai.allows(model, aliases))
-        if kind == "chat":
-            prompt = provider.count_tokens(model, list(messages or []))
-        else:
-            prompt = sum(provider.count_tokens(model, [{"role": "user", "content": text}]) for text in inputs or [])
         metered = not byok and (catalog.ai.token_feature in catalog.features or catalog.ai.spend_feature in
                                 catalog.features or caller.api_key_id is not None)
         completion = 0
@@ -226,33 +246,23 @@ class AI:
             if metered:
                 send = completion
         gate = _Gate(caller, feature, model, info, provider, api_key, byok, prompt, completion, send)
-        self._reserve(gate, catalog)
-        return gate
-
-    def _reserve(self, gate: _Gate, catalog: Catalog) -> None:
-        """Take every hold of the call, or none (a refusal leaves nothing held)."""
-        caller = gate.caller
         gate.warning_ratio = catalog.ai.warning_ratio
-        wanted = [(gate.feature, 1, "call")]
-        if not gate.byok:
+        wanted = [(feature, 1, "call")]
+        if not byok:
             tokens = gate.prompt_estimate + gate.completion_reserved
             spend = self._micro(gate, Usage(gate.prompt_estimate, gate.completion_reserved))
-            if catalog.ai.token_feature in catalog.features and catalog.ai.token_feature != gate.feature:
+            if catalog.ai.token_feature in catalog.features and catalog.ai.token_feature != feature:
                 wanted.append((catalog.ai.token_feature, max(tokens, 1), "tokens"))
             if catalog.ai.spend_feature in catalog.features and spend > 0:
                 wanted.append((catalog.ai.spend_feature, spend, "spend"))
-        decisions = self._kernel.entitlements.reserve_many(caller.subject, [(f, a) for f, a, _r in wanted],
-                                                           member=caller.member, ttl=HOLD_TTL)
-        if len(decisions) != len(wanted) or not all(d.allowed for d in decisions):
-            raise AIRefused(decisions[0], self._kernel.now())
-        for (feature, amount, role), decision in zip(wanted, decisions):
-            gate.holds[feature] = (decision.hold_id or "", decision.limit, amount, role)
-        if not gate.byok and caller.api_key_id and caller.workspace:
-            try:
-                self._reserve_key_budget(gate)
-            except BaseException:
-                self._release(gate)
-                raise
+        for held, amount, role in wanted:  # all or none: a refusal rolls this write's savepoint back
+            decision = entitlements._hold(session, caller.subject, held, amount, caller.member, HOLD_TTL, planned)
+            if not decision.allowed:
+                raise AIRefused(decision, now)
+            gate.holds[held] = (decision.hold_id or "", decision.limit, amount, role)
+        if not byok and caller.api_key_id and caller.workspace:
+            self._reserve_key_budget(session, gate)
+        return gate
 
     def _micro(self, gate: _Gate, usage: Usage) -> int:
         return int(math.ceil(gate.provider.cost(gate.model, usage) * MICRO))
@@ -266,45 +276,76 @@ class AI:
         key = counter_key(f"{caller.workspace}/apikey:{caller.api_key_id}", KEY_BUDGET_FEATURE, "month", start)
         return key, int(round(row.monthly_usd * MICRO))
 
-    def _reserve_key_budget(self, gate: _Gate) -> None:
+    def _reserve_key_budget(self, session: Any, gate: _Gate) -> None:
         amount = max(self._micro(gate, Usage(gate.prompt_estimate, gate.completion_reserved)), 0)
         store = self._kernel.providers.get("counters")
-        with self._kernel.session() as session:
-            bucket = self._key_bucket(gate, session)
-            if bucket is None:
-                return
-            key, limit = bucket
-            values = store.try_add(session, [Bucket(key, limit)], amount)
-            if values is None:
-                used = store.read(session, [key])[0]
-                decision = Decision(allowed=False, feature=KEY_BUDGET_FEATURE, limit=limit, used=used,
-                                    remaining=max(limit - used, 0), reason="API_KEY_BUDGET_EXHAUSTED",
-                                    message=f"this API key's monthly AI budget (${limit / MICRO:.2f}) is used up")
-                raise AIRefused(decision, self._kernel.now())
+        bucket = self._key_bucket(gate, session)
+        if bucket is None:
+            return
+        key, limit = bucket
+        values = store.try_add(session, [Bucket(key, limit)], amount)
+        if values is None:
+            used = store.read(session, [key])[0]
+            decision = Decision(allowed=False, feature=KEY_BUDGET_FEATURE, limit=limit, used=used,
+                                remaining=max(limit - used, 0), reason="API_KEY_BUDGET_EXHAUSTED",
+                                message=f"this API key's monthly AI budget (${limit / MICRO:.2f}) is used up")
+            raise AIRefused(decision, self._kernel.now())
         gate.key_budget = (key, limit, amount)
 
-    def _release(self, gate: _Gate) -> None:
+    async def _release(self, gate: _Gate) -> None:
         """Give every hold back: the call did not happen (or the vendor failed)."""
         if gate.settled:
             return
         gate.settled = True
-        for feature, (hold_id, _limit, _amount, _role) in list(gate.holds.items()):
+        try:
+            await self._writer.run(lambda session: self._release_in(session, gate))
+        except Exception:
+            log.warning("could not release the holds of a failed AI call: they expire on their own", exc_info=True)
+
+    def _release_in(self, session: Any, gate: _Gate) -> None:
+        entitlements = self._kernel.entitlements
+        for feature, (hold_id, _limit, _amount, _role) in gate.holds.items():
             try:
-                self._kernel.entitlements.release(hold_id)
-            except VendoError:
-                log.warning("could not release the %s hold %s: it expires on its own", feature, hold_id,
-                            exc_info=True)
+                hold, counted = entitlements._settle(session, hold_id, "released")
+            except (Conflict, NotFound):  # settled meanwhile (expired and released by maintenance)
+                log.warning("the %s hold %s was already settled", feature, hold_id)
+                continue
+            values = entitlements._move(session, hold.buckets, -hold.amount) if counted else []
+            hold.applied = values is not None  # None: the store is unreachable, the journal moves it
         if gate.key_budget is not None:
             key, limit, amount = gate.key_budget
-            with self._kernel.session() as session:
-                self._kernel.providers.get("counters").add(session, [Bucket(key, limit)], -amount)
+            self._kernel.providers.get("counters").add(session, [Bucket(key, limit)], -amount)
+        session.flush()
 
-    def _settle(self, gate: _Gate, usage: Usage, *, kind: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Commit every hold at the actual usage and record the call; warn at 80%."""
+    async def _settle(self, gate: _Gate, usage: Usage, *, kind: str,
+                      extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Commit every hold at the actual usage and record the call; warn at 80% (one write
+        of the :class:`MeterWriter`)."""
         if gate.settled:
             return {}
         gate.settled = True
         latency_ms = round((time.perf_counter() - gate.started) * 1000.0, 3)
+        return await self._writer.run(lambda session: self._settle_in(session, gate, usage, kind, extra, latency_ms))
+
+    def _settle_now(self, gate: _Gate, usage: Usage, *, kind: str, extra: Mapping[str, Any] | None = None) -> None:
+        """:meth:`_settle` without awaiting (a cancelled task may not await any more): in a
+        transaction of its own, on the calling thread."""
+        if gate.settled:
+            return
+        gate.settled = True
+        latency_ms = round((time.perf_counter() - gate.started) * 1000.0, 3)
+        undo: list[Any] = []
+        try:
+            with self._kernel.session() as session:
+                session.info[COMPENSATIONS] = undo
+                self._settle_in(session, gate, usage, kind, extra, latency_ms)
+        except BaseException:
+            while undo:
+                undo.pop()()
+            raise
+
+    def _settle_in(self, session: Any, gate: _Gate, usage: Usage, kind: str, extra: Mapping[str, Any] | None,
+                   latency_ms: float) -> dict[str, Any]:
         cost = gate.provider.cost(gate.model, usage)
         details = {"model": gate.model, "vendor": gate.info.provider, "kind": kind, "byok": gate.byok,
                    "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
@@ -314,34 +355,30 @@ class AI:
         warnings = []
         spend = self._micro(gate, usage)
         actual_of = {"call": 1, "tokens": usage.total_tokens, "spend": spend}
-        settlements: list[tuple[str, int, int, float, dict[str, Any] | None]] = []
-        for feature, (hold_id, _limit, _amount, role) in gate.holds.items():
+        for feature, (hold_id, limit, _amount, role) in gate.holds.items():
             if role == "call":
-                settlements.append((hold_id, 1, usage.total_tokens, catalog_cost, details))
+                entitlements._commit(session, hold_id, 1, usage.total_tokens, catalog_cost, details)
             else:
-                settlements.append((hold_id, actual_of[role], 0, 0.0, {"model": gate.model, "kind": kind}))
-        results = entitlements.commit_many(settlements)
-        for (feature, (_hold, limit, _amount, role)), result in zip(gate.holds.items(), results):
-            if role != "call" and limit:
-                warnings.append((feature, result["used"], actual_of[role], limit))
+                result = entitlements._commit(session, hold_id, actual_of[role], 0, 0.0,
+                                              {"model": gate.model, "kind": kind})
+                if limit:
+                    warnings.append((feature, result["used"], actual_of[role], limit))
         if gate.key_budget is not None:
             key, limit, reserved = gate.key_budget
-            with self._kernel.session() as session:
-                used = self._kernel.providers.get("counters").add(session, [Bucket(key, limit)], spend - reserved)[0]
+            used = self._kernel.providers.get("counters").add(session, [Bucket(key, limit)], spend - reserved)[0]
             warnings.append((KEY_BUDGET_FEATURE, used, spend, limit))
         for feature, used, actual, limit in warnings:
-            self._warn(gate, feature, used, actual, limit)
+            self._warn(session, gate, feature, used, actual, limit)
         return details
 
-    def _warn(self, gate: _Gate, feature: str, used: int, actual: int, limit: int) -> None:
+    def _warn(self, session: Any, gate: _Gate, feature: str, used: int, actual: int, limit: int) -> None:
         threshold = gate.warning_ratio * limit
         if not (used - actual < threshold <= used):
             return
         payload = {"subject": gate.caller.subject, "feature": feature, "used": used, "limit": limit,
                    "ratio": round(used / limit, 4), "api_key": gate.caller.api_key_id if feature == KEY_BUDGET_FEATURE
                    else None, "model": gate.model}
-        with self._kernel.session() as session:
-            self._kernel.outbox.publish(session, "ai.budget.warning", payload)
+        self._kernel.outbox.publish(session, "ai.budget.warning", payload)
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -365,9 +402,9 @@ class AI:
         try:
             response = await gate.provider.chat(self._request(gate, request))
         except BaseException:
-            await run_in_threadpool(self._release, gate)
+            await self._release(gate)
             raise
-        await run_in_threadpool(self._settle, gate, response.usage, kind="chat")
+        await self._settle(gate, response.usage, kind="chat")
         return ChatResponse(id=response.id, model=request.model, content=response.content,
                             finish_reason=response.finish_reason, usage=response.usage)
 
@@ -394,9 +431,8 @@ class AI:
                 if chunk.delta:
                     pieces += 1
                     if limited and pieces > gate.completion_reserved:
-                        await run_in_threadpool(self._settle, gate,
-                                                Usage(gate.prompt_estimate, gate.completion_reserved),
-                                                kind="stream", extra={"cut": True})
+                        await self._settle(gate, Usage(gate.prompt_estimate, gate.completion_reserved),
+                                           kind="stream", extra={"cut": True})
                         decision = Decision(allowed=False, feature=gate.feature, reason="reservation_exceeded",
                                             message=f"the answer went past the {gate.completion_reserved} completion "
                                                     "tokens reserved for it and was cut")
@@ -406,7 +442,7 @@ class AI:
                     usage = chunk.usage
                     if limited:  # never count past the reservation
                         usage = Usage(usage.prompt_tokens, min(usage.completion_tokens, gate.completion_reserved))
-                    await run_in_threadpool(self._settle, gate, usage, kind="stream")
+                    await self._settle(gate, usage, kind="stream")
                 yield ChatChunk(id=chunk.id, model=request.model, delta=chunk.delta,
                                 finish_reason=chunk.finish_reason, usage=chunk.usage)
         except AIRefused:
@@ -414,14 +450,14 @@ class AI:
         except (GeneratorExit, asyncio.CancelledError):
             # The consumer went away mid-answer: what the vendor produced so far is counted.
             # (Synchronously: a cancelled task may not await any more.)
-            self._settle(gate, Usage(gate.prompt_estimate, pieces), kind="stream", extra={"abandoned": True})
+            self._settle_now(gate, Usage(gate.prompt_estimate, pieces), kind="stream", extra={"abandoned": True})
             raise
         except BaseException:
-            await run_in_threadpool(self._release, gate)
+            await self._release(gate)
             raise
         finally:
             if not gate.settled:  # the vendor ended without usage: count what it sent
-                await run_in_threadpool(self._settle, gate, Usage(gate.prompt_estimate, pieces), kind="stream")
+                await self._settle(gate, Usage(gate.prompt_estimate, pieces), kind="stream")
             close = getattr(source, "aclose", None)
             if close is not None:
                 await close()
@@ -439,9 +475,9 @@ class AI:
             else:
                 result = await gate.provider.embed(gate.model, inputs, api_key=gate.api_key)
         except BaseException:
-            await run_in_threadpool(self._release, gate)
+            await self._release(gate)
             raise
-        await run_in_threadpool(self._settle, gate, result.usage, kind="embedding")
+        await self._settle(gate, result.usage, kind="embedding")
         return Embeddings(model=model, vectors=result.vectors, usage=result.usage)
 
     # -- API-key budgets ------------------------------------------------------------------------
