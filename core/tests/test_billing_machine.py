@@ -477,3 +477,22 @@ def test_a_checkout_event_without_status_never_overrides_the_subscriptions_own(b
     with bench.kernel.session() as session:
         assert session.get(Subscription, ("acme", "sub_2")).status == "active"
     assert bench.kernel.entitlements.entitlements("ws_other")["plan"] == "business"
+
+
+def test_no_checkout_beside_a_running_trial_at_a_provider_that_would_open_a_second_subscription(bench, clock):
+    """``acme`` (like Stripe) does not convert a trial by a checkout: a checkout while trying
+    a plan is refused, 409, before the provider is asked (it is unreachable here: 502 else)."""
+    with bench.kernel.session() as session:
+        owner = bench.kernel.identity.create_user(session, "o@example.com")
+        workspace = bench.kernel.identity.create_workspace(session, owner.id, "W").id
+        token = bench.kernel.sessions.issue(session, owner.id, "test").access_token
+    bench.deliver(bench.event("evt_t", "subscription.created", subject=workspace, plan="pro", status="trialing",
+                              trial_end=clock() + timedelta(days=14)))
+    headers = {"Authorization": f"Bearer {token}", "X-Vendo-Workspace": workspace}
+    for plan, code in (("pro", "already_subscribed"), ("business", "subscription_exists")):
+        response = bench.client.post("/api/v1/billing/checkout", headers=headers,
+                                     json={"plan": plan, "success_url": "/s", "cancel_url": "/c"})
+        assert response.status_code == 409, response.text
+        assert response.json()["error"]["code"] == code
+        assert response.json()["error"]["details"] == {"subscription_id": "sub_1"}
+    assert bench.count(CheckoutRecord) == 0

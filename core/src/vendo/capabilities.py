@@ -271,6 +271,10 @@ class BillingProvider(Protocol):
 
     Every method that creates something at the vendor takes or derives an idempotency key,
     so a retried call never creates a second customer, checkout or charge.
+
+    A provider whose paid checkout converts the subject's running trial (instead of opening a
+    second subscription beside it) sets the class attribute ``converts_trials_by_checkout =
+    True``; without it the kernel refuses a checkout while a trial runs (409).
     """
 
     async def create_customer(self, subject: str, email: str | None = None) -> str:

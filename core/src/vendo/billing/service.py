@@ -384,8 +384,19 @@ class Billing:
                                details={"subscription_id": sub.subscription_id})
             raise Conflict(f"{subject} already has a subscription ('{sub.plan}'): change its plan instead",
                            code="subscription_exists", details={"subscription_id": sub.subscription_id})
-        if sub is not None and sub.status == "trialing" and sub.plan == plan and trial:
-            raise Conflict(f"{subject} is already trying '{plan}'", code="already_subscribed")
+        if sub is not None and sub.status == "trialing":
+            # Paying a checkout converts a running trial only with providers that say so
+            # (``converts_trials_by_checkout``, e.g. local); at a vendor like Stripe the checkout
+            # would open a second subscription beside the trial, which bills on its own.
+            converts = getattr(provider, "converts_trials_by_checkout", False)
+            if sub.plan == plan and (trial or not converts):
+                raise Conflict(f"{subject} is already trying '{plan}'" + (
+                    "" if converts else ": the trial becomes paid at its end with the payment method on file "
+                                        "(add one in the portal)"),
+                               code="already_subscribed", details={"subscription_id": sub.subscription_id})
+            if sub.plan != plan and not converts:
+                raise Conflict(f"{subject} is trying '{sub.plan}': change its plan instead",
+                               code="subscription_exists", details={"subscription_id": sub.subscription_id})
         if trial and await run_in_threadpool(self._had_trial, subject):
             raise Conflict(f"{subject} has had a trial already: subscribe without one", code="trial_used")
         customer = await run_in_threadpool(self._customer_of, name, subject)

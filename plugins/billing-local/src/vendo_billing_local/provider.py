@@ -83,6 +83,9 @@ class LocalBillingProvider:
     ``settings``: :class:`vendo_billing_local.LocalSettings`."""
 
     name = "local"
+    #: Paying a checkout of the plan a subject is trying converts that trial's subscription
+    #: (``complete_checkout``) instead of opening a second one: the kernel lets it through.
+    converts_trials_by_checkout = True
 
     def __init__(self, kernel: Any, settings: Any) -> None:
         self._kernel = kernel
