@@ -496,3 +496,38 @@ def test_no_checkout_beside_a_running_trial_at_a_provider_that_would_open_a_seco
         assert response.json()["error"]["code"] == code
         assert response.json()["error"]["details"] == {"subscription_id": "sub_1"}
     assert bench.count(CheckoutRecord) == 0
+
+
+class OtherAcmePlugin:
+    """A second provider, ``acme2`` (the active one after a switch of providers)."""
+
+    @hookimpl
+    def vendo_register_billing_providers(self, register: Any, kernel: Any) -> None:
+        register("acme2", Acme(kernel, f"http://127.0.0.1:{closed_port()}"))
+
+
+def test_a_subscription_of_another_provider_is_not_changed_through_the_active_one(migrated_kernel, clock):
+    """After switching providers, the subscription the old one holds is changed there: change-plan,
+    cancel and resume answer 409 ``provider_mismatch`` without asking the active provider."""
+    kernel = migrated_kernel({"acme": AcmePlugin(f"http://127.0.0.1:{closed_port()}"), "acme2": OtherAcmePlugin()},
+                             clock=clock, providers={"billing": "acme2"},
+                             secret_key="billing-machine-tests-master-secret-000000")
+    kernel.providers.configure(kernel.settings.providers)
+    bench = Bench(kernel, clock)
+    try:
+        assert kernel.billing.provider()[0] == "acme2"
+        with kernel.session() as session:
+            owner = kernel.identity.create_user(session, "o@example.com")
+            workspace = kernel.identity.create_workspace(session, owner.id, "W").id
+            token = kernel.sessions.issue(session, owner.id, "test").access_token
+        bench.deliver(bench.event("evt_1", "subscription.created", subject=workspace, plan="pro", status="active",
+                                  cancel_at_period_end=True))
+        headers = {"Authorization": f"Bearer {token}", "X-Vendo-Workspace": workspace}
+        for path, body in (("change-plan", {"plan": "business"}), ("cancel", {}), ("resume", {})):
+            response = bench.client.post(f"/api/v1/billing/{path}", json=body, headers=headers)
+            assert response.status_code == 409, (path, response.text)
+            error = response.json()["error"]
+            assert error["code"] == "provider_mismatch" and error["details"] == {"provider": "acme", "active": "acme2"}
+        assert kernel.entitlements.entitlements(workspace)["plan"] == "pro"
+    finally:
+        bench.client.__exit__(None, None, None)

@@ -317,6 +317,18 @@ class Billing:
             raise NotFound(f"{subject} has no running subscription", code="no_subscription")
         return sub
 
+    async def _live_at(self, name: str, subject: str) -> Subscription:
+        """The subject's running subscription, held by the active provider ``name``.
+
+        :raises NotFound: ``no_subscription``; :raises Conflict: ``provider_mismatch`` (it is
+            held by another provider, e.g. after switching providers: change it there).
+        """
+        sub = await run_in_threadpool(self._live, subject)
+        if sub.provider != name:
+            raise Conflict(f"the subscription is held by provider '{sub.provider}', not the active '{name}'",
+                           code="provider_mismatch", details={"provider": sub.provider, "active": name})
+        return sub
+
     def subscription(self, subject: str) -> dict[str, Any]:
         """The subject's billing state and the plan its entitlements currently follow."""
         with self._kernel.session() as session:
@@ -467,10 +479,7 @@ class Billing:
         :raises InvalidInput: ``currency_not_offered``, ``too_few_seats``, ``nothing_to_change``.
         """
         name, provider = self.provider()
-        sub = await run_in_threadpool(self._live, subject)
-        if sub.provider != name:
-            raise Conflict(f"the subscription is held by provider '{sub.provider}', not the active '{name}'",
-                           code="provider_mismatch")
+        sub = await self._live_at(name, subject)
         catalog, version = await run_in_threadpool(self._catalog)
         target = plan or sub.plan
         count = seats if seats is not None else sub.seats
@@ -509,7 +518,7 @@ class Billing:
     async def cancel(self, subject: str, *, at_period_end: bool = True, actor: str | None = None) -> dict[str, Any]:
         """Cancel now or at the end of the paid period."""
         name, provider = self.provider()
-        sub = await run_in_threadpool(self._live, subject)
+        sub = await self._live_at(name, subject)
         await self._call(name, "cancel the subscription",
                          lambda: provider.cancel_subscription(sub.subscription_id, at_period_end))
         info = await self._call(name, "read the subscription", lambda: provider.get_subscription(sub.subscription_id))
@@ -526,7 +535,7 @@ class Billing:
         :raises InvalidInput: ``not_canceling`` when none is scheduled.
         """
         name, provider = self.provider()
-        sub = await run_in_threadpool(self._live, subject)
+        sub = await self._live_at(name, subject)
         if not sub.cancel_at_period_end:
             raise InvalidInput("the subscription is not set to cancel", code="not_canceling")
         info = await self._call(name, "resume the subscription",
