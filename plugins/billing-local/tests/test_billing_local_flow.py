@@ -66,6 +66,25 @@ def test_bad_input_codes(world):
     assert bad.status_code == 404 and bad.json()["error"]["code"] == "unknown_plan"
 
 
+def test_a_second_checkout_opened_alongside_cannot_be_paid_once_one_was(world):
+    """Two checkouts opened before either is paid (two tabs): paying the second is refused,
+    409, and the subject keeps one subscription."""
+    pro, business, pro_again = world.checkout("pro"), world.checkout("business"), world.checkout("pro")
+    world.pay(pro)
+    for other, code in ((business, "subscription_exists"), (pro_again, "already_subscribed")):
+        refused = world.client.post(other["url"], follow_redirects=False)
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == code
+        assert "Pay" in world.client.get(other["url"]).text  # still open: nothing was taken
+    state = world.state()
+    assert state["subscription"]["plan"] == "pro" and world.plan() == "pro"
+    with world.kernel.session() as session:
+        from sqlalchemy import func, select
+        from vendo_billing_local.models import LocalSubscription
+
+        assert session.scalar(select(func.count()).select_from(LocalSubscription)) == 1
+    assert len(world.outbox("billing.checkout.completed")) == 1
+
+
 def test_only_the_owner_changes_billing(world):
     for user in (world.admin, world.member):
         for path, body in (("checkout", {"plan": "pro", "success_url": "/s", "cancel_url": "/c"}),

@@ -260,6 +260,15 @@ class LocalBillingProvider:
                 raise NotFound("unknown checkout", code="unknown_checkout")
             if checkout.status != "open":
                 return checkout, []
+            running = session.scalar(select(LocalSubscription).where(
+                LocalSubscription.subject == checkout.subject,
+                LocalSubscription.status.in_(("active", "past_due"))).limit(1))
+            if running is not None:  # paid meanwhile through another checkout opened alongside this one
+                same = running.plan == checkout.plan
+                raise Conflict(f"{checkout.subject} is already subscribed to '{running.plan}'" + (
+                    "" if same else ": change its plan instead"),
+                    code="already_subscribed" if same else "subscription_exists",
+                    details={"subscription_id": running.id})
             trialing = session.scalar(select(LocalSubscription).where(
                 LocalSubscription.subject == checkout.subject, LocalSubscription.plan == checkout.plan,
                 LocalSubscription.status == "trialing"))
