@@ -120,8 +120,8 @@ async def test_catalog_sync_looks_keys_up_ten_at_a_time_and_reuses_an_existing_p
 
 async def test_checkout_sells_the_price_of_the_lookup_key_with_seats_and_trial(stand_in: StripeStandIn,
                                                                             make_provider: Any) -> None:
-    """Peer: stand-in (Checkout Sessions)."""
-    provider = make_provider(stand_in.url)
+    """Peer: stand-in (Checkout Sessions). With ``trial_requires_card`` the trial takes a card."""
+    provider = make_provider(stand_in.url, trial_requires_card=True)
     ids = await synced(stand_in, provider)
     request = CheckoutRequest(subject="ws-1", plan="team", currency="eur", seats=2, trial_days=14,
                               success_url="https://app.test/ok?session={CHECKOUT_SESSION_ID}",
@@ -151,9 +151,8 @@ async def test_checkout_sells_the_price_of_the_lookup_key_with_seats_and_trial(s
 
 async def test_checkout_without_a_price_key_sells_the_newest_plan_version(stand_in: StripeStandIn,
                                                                         make_provider: Any) -> None:
-    """Peer: stand-in."""
-    provider = make_provider(stand_in.url, trial_requires_card=False, automatic_tax=True,
-                             allow_promotion_codes=True)
+    """Peer: stand-in. By default a trial asks for no card (seed 003's trial without card)."""
+    provider = make_provider(stand_in.url, automatic_tax=True, allow_promotion_codes=True)
     old_and_new = [CatalogPrice("vendo:pro:v1:month:usd", "pro", "Pro", 1, "month", "usd", 1000),
                    CatalogPrice("vendo:pro:v3:month:usd", "pro", "Pro", 3, "month", "usd", 1500),
                    CatalogPrice("vendo:pro:v2:month:usd", "pro", "Pro", 2, "month", "usd", 1200),

@@ -46,9 +46,10 @@ class Settings(PluginSettings):
     automatic_tax: bool = Field(False, description="Let Stripe Tax compute taxes in Checkout (needs Stripe Tax "
                                                    "set up in the dashboard).")
     allow_promotion_codes: bool = Field(False, description="Show the promotion code field in Checkout.")
-    trial_requires_card: bool = Field(True, description="Ask for a card when a checkout starts a trial; false: "
-                                                        "no card, and the subscription is canceled at the end of "
-                                                        "the trial unless one was added.")
+    trial_requires_card: bool = Field(False, description="Ask for a card when a checkout starts a trial. Default "
+                                                         "false, a trial without card (seed 003): Checkout asks for "
+                                                         "no payment method and the subscription is canceled at the "
+                                                         "end of the trial unless one was added.")
     proration_behavior: Literal["create_prorations", "always_invoice"] = Field(
         "create_prorations", description="How immediate plan and seat changes are prorated: on the next invoice, "
                                          "or invoiced at once.")
