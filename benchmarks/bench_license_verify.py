@@ -15,10 +15,11 @@ Offline, in this process, best of ``--repeat`` loops, the cases taking turns:
 
 The goal is a client rate of at least 80% of the raw rate (printed as "% of raw").
 
-Over HTTP: the plugin's validate route (signature, one primary-key read, the revocation
-row) against a trivial FastAPI endpoint served by the same uvicorn in the same run, each
-one worker, CONCURRENCY requests in flight from an httpx client that shares the 2 cores (so
-the trivial baseline is client-bound: read the ratio as an upper bound of the cost).
+Over HTTP: the plugin's validate route (the signature, then one SELECT of the license, its
+revocation and its activation count) against a trivial FastAPI endpoint served by uvicorn in
+the same run, each one worker, CONCURRENCY connections from wrk (1 thread) when it is installed,
+else from an httpx client in this process (client-bound: the ratio then understates the cost).
+Load generator and servers share the machine's cores.
 
     uv run python benchmarks/bench_license_verify.py            # ~30 s
     uv run python benchmarks/bench_license_verify.py --quick    # smoke run, figures meaningless
@@ -30,6 +31,7 @@ import argparse
 import asyncio
 import base64
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_http_consume import free_port, load, wait_ready  # noqa: E402
+from bench_http_consume import free_port, load, wait_ready, wrk_load  # noqa: E402
 
 TRIVIAL_APP = textwrap.dedent(
     """
@@ -112,8 +114,8 @@ def offline(calls: int, repeat: int) -> list[tuple[str, float]]:
     ], calls, repeat)
 
 
-def http(seconds: float, concurrency: int) -> dict[str, float]:
-    """Requests per second of the trivial endpoint and of the validate route."""
+def http(seconds: float, concurrency: int, client: str) -> tuple[dict[str, float], dict[str, str]]:
+    """Requests per second (and wrk's p50 / p99) of the trivial endpoint and of the validate route."""
     work = Path(tempfile.mkdtemp(prefix="vendo-bench-license-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("VENDO_")}
     env.update({"VENDO_DATA_DIR": str(work / "data"), "VENDO_LOG_LEVEL": "WARNING",
@@ -134,7 +136,7 @@ def http(seconds: float, concurrency: int) -> dict[str, float]:
                           "--loop", "auto", "--http", "auto", "--log-level", "warning"], env=env, cwd=work,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
     ]
-    results = {}
+    results, latencies = {}, {}
     try:
         wait_ready(f"http://127.0.0.1:{vendo_port}/api/health", servers[0])
         wait_ready(f"http://127.0.0.1:{trivial_port}/docs", servers[1])
@@ -143,15 +145,18 @@ def http(seconds: float, concurrency: int) -> dict[str, float]:
                  ("vendo POST licenses/validate", f"http://127.0.0.1:{vendo_port}/api/v1/licenses/validate")]
         for name, url in cases:
             asyncio.run(load(url, {}, body, min(1.0, seconds), concurrency))  # warm-up
-            ok, failed = asyncio.run(load(url, {}, body, seconds, concurrency))
+            if client == "wrk":
+                results[name], failed, latencies[name] = wrk_load(url, {}, body, seconds, concurrency, work)
+            else:
+                ok, failed = asyncio.run(load(url, {}, body, seconds, concurrency))
+                results[name], latencies[name] = ok / seconds, "-"
             if failed:
                 raise SystemExit(f"{name}: {failed} failed requests")
-            results[name] = ok / seconds
     finally:
         for server in servers:
             server.terminate()
             server.wait(timeout=20)
-    return results
+    return results, latencies
 
 
 def main() -> None:
@@ -162,6 +167,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--no-http", action="store_true", help="only the offline part")
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
+                        help="HTTP load generator: wrk when installed (auto), or the httpx fallback")
     args = parser.parse_args()
     calls, repeat = (200, 1) if args.quick else (args.calls, args.repeat)
     seconds = 1.0 if args.quick else args.seconds
@@ -178,13 +185,21 @@ def main() -> None:
 
     if args.no_http:
         return
-    results = http(seconds, args.concurrency)
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    elif client == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("error: wrk is not on the PATH (apt-get install wrk)")
+    results, latencies = http(seconds, args.concurrency, client)
     baseline = results["trivial FastAPI endpoint"]
     print()
     print(f"HTTP validate, 1 worker each, {args.concurrency} concurrent requests, {seconds:.0f} s per case")
-    print(f"{'case':32} {'req/s':>10} {'ratio vs trivial':>18}")
+    print("load generator: " + ("wrk, 1 thread" if client == "wrk" else
+                                "httpx in this process (wrk not found or not chosen): client-bound, "
+                                "the ratio understates Vendo's cost"))
+    print(f"{'case':32} {'req/s':>10} {'p50 / p99':>20} {'ratio vs trivial':>18}")
     for name, rate in results.items():
-        print(f"{name:32} {rate:10,.0f} {baseline / rate:18.1f}")
+        print(f"{name:32} {rate:10,.0f} {latencies[name]:>20} {baseline / rate:18.1f}")
     print("ratio = trivial endpoint's req/s / this case's req/s (higher is slower)")
 
 
