@@ -211,6 +211,30 @@ def vendo_erase_user_data(user_id: str, session: Any, kernel: Kernel, settings: 
 
 
 @hookspec
+def vendo_revoke_user_credentials(user_id: str, reason: str, session: Any, kernel: Kernel,
+                                  settings: PluginSettings | None) -> None:
+    """Revoke every sign-in credential this plugin holds for a user: passwords, second
+    factors, pending reset tokens, API keys the user created.
+
+    The kernel calls it when an account's ownership changes hands. Today one reason exists,
+    ``account_claimed``: someone proved they own the account's email address (a verified
+    identity provider address) while the account's own address had never been verified, so
+    whoever set its credentials may not be that owner (account pre-hijacking). Runs inside
+    the claim's transaction, after the kernel ended the user's sessions; write through
+    ``session``; raising aborts the claim (and the sign-in that made it). The owner signs in
+    with the method that claimed the account, and can set a new password from there.
+
+    :param user_id: the user's id.
+    :param reason: why (``account_claimed``).
+    :param session: the SQLAlchemy session of the claim.
+    :param kernel: the kernel.
+    :param settings: this plugin's settings, or ``None``.
+
+    Added in API 1.0.
+    """
+
+
+@hookspec
 def vendo_erase_workspace_data(workspace_id: str, session: Any, kernel: Kernel,
                                settings: PluginSettings | None) -> None:
     """Delete this plugin's data about a workspace that is being deleted.

@@ -129,3 +129,22 @@ def test_deleting_a_workspace_deletes_its_keys(world) -> None:
     with w.kernel.engine.connect() as connection:
         ids = set(connection.execute(sa.text("SELECT id FROM auth_apikeys_keys")).scalars())
     assert ids == {ours["id"]}
+
+
+def test_keys_of_a_claimed_account_are_revoked(world) -> None:
+    """Account pre-hijacking: the keys created by an account whose address was never verified
+    stop working when the address's verified owner claims it; other members' keys keep working."""
+    w = world
+    squatted = w.create_key(name="Squatter's")
+    other = w.create_key(user=w.owner, name="Owner's")
+    assert w.client.get("/api/v1/me", headers=w.bearer(squatted["key"])).status_code == 200
+    with w.kernel.session() as session:
+        assert w.kernel.identity.user(session, w.admin.id).email_verified_at is None
+        assert w.kernel.identity.claim_account(session, w.admin.id, method="oidc:google") is True
+    assert w.client.get("/api/v1/me", headers=w.bearer(squatted["key"])).status_code == 401
+    assert w.client.get("/api/v1/me", headers=w.bearer(other["key"])).status_code == 200
+    listed = {k["id"]: k for k in w.client.get(w.keys_url(), headers=w.headers(w.owner)).json()["data"]}
+    assert listed[squatted["id"]]["revoked_at"] is not None and listed[other["id"]]["revoked_at"] is None
+    audit = w.client.get(f"/api/v1/workspaces/{w.team}/audit", headers=w.headers(w.owner)).json()
+    assert any(e["action"] == "api_key.revoked" and e["details"]["reason"] == "account_claimed"
+               for e in audit["data"])

@@ -96,12 +96,14 @@ def oidc_kernel(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[Cal
 
     made: list[Kernel] = []
 
-    def factory(plugin_settings: dict[str, Any], **overrides: Any) -> Kernel:
+    def factory(plugin_settings: dict[str, Any], *, plugins: dict[str, object] | None = None,
+                **overrides: Any) -> Kernel:
+        """``plugins``: more plugin objects by name, beside this one."""
         values: dict[str, Any] = {"data_dir": str(tmp_path / "data"), "database_url": database_url,
                                   "plugins": {"autoload": False}, "outbox": {"dispatch_in_server": False}}
         values.update(overrides)
         kernel = Kernel(load_settings(overrides=values, plugin_settings={"auth-oidc": plugin_settings}),
-                        plugins={"auth-oidc": vendo_auth_oidc}, clock=clock)
+                        plugins={"auth-oidc": vendo_auth_oidc, **(plugins or {})}, clock=clock)
         made.append(kernel)
         kernel.load()
         info = kernel.plugin("auth-oidc")

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import func, select
 
+from vendo import hookimpl
 from vendo_auth_oidc.models import IdentityLink, LoginState
 
 LOGIN = "/api/v1/auth/oidc/{}/login"
@@ -128,6 +129,39 @@ def test_links_an_existing_account_by_verified_email(client: Any, kernel: Any, b
     # The account was created without proving the address: its earlier sessions end.
     refused = client.post("/api/v1/auth/refresh", json={"refresh_token": old.refresh_token})
     assert refused.status_code == 401
+
+
+class Credentials:
+    """A sign-in plugin beside OIDC (a password store): what the account's creator set."""
+
+    def __init__(self) -> None:
+        self.revoked: list[tuple[str, str]] = []
+
+    @hookimpl
+    def vendo_revoke_user_credentials(self, user_id: str, reason: str) -> None:
+        self.revoked.append((user_id, reason))
+
+
+def test_linking_an_unverified_account_revokes_its_other_credentials(oidc_kernel: Any, oidc_provider: Any,
+                                                                     app_client: Any, browser: Any) -> None:
+    """Account pre-hijacking: someone registered the address without proving it; its verified
+    owner signs in through the provider, and every credential the squatter set is revoked."""
+    credentials = Credentials()
+    kernel = oidc_kernel(oidc_provider.settings(), plugins={"credentials": credentials})
+    with kernel.session() as session:
+        squatted = kernel.identity.create_user(session, "gus@example.test", method="password").id
+        verified = kernel.identity.create_user(session, "hal@example.test", method="password", verified=True).id
+    client = app_client(kernel)
+    assert me(client, sign_in(client, browser, "gus").json())["id"] == squatted
+    assert credentials.revoked == [(squatted, "account_claimed")]
+    claims = [details for action, _, details in audit_actions(kernel) if action == "identity.account.claimed"]
+    assert claims == [{"method": "oidc:local"}]
+    second_browser = type(browser)()
+    try:
+        assert me(client, sign_in(client, second_browser, "hal").json())["id"] == verified
+    finally:
+        second_browser.close()
+    assert credentials.revoked == [(squatted, "account_claimed")]  # a verified owner's credentials stay
 
 
 def test_linking_keeps_sessions_of_an_already_verified_account(client: Any, kernel: Any, browser: Any) -> None:

@@ -24,7 +24,7 @@ def test_plugin_loads_with_its_hooks(kernel):
     info = kernel.plugin("auth-password")
     assert info.status == "ok", info.error
     assert {"vendo_settings_model", "vendo_migrations", "vendo_register_routes", "vendo_register_authenticators",
-            "vendo_export_user_data", "vendo_erase_user_data"} <= set(info.hooks)
+            "vendo_export_user_data", "vendo_erase_user_data", "vendo_revoke_user_credentials"} <= set(info.hooks)
     paths = {route.path for _plugin, router, prefix in kernel.routes for route in router.routes
              if _plugin == "auth-password"}
     assert paths == {"/auth/register", "/auth/login", "/auth/password/change", "/auth/password/forgot",

@@ -116,6 +116,25 @@ class Identity:
         if user.email_verified_at is None:
             user.email_verified_at = self._kernel.now()
 
+    def claim_account(self, session: Session, user_id: str, *, method: str, request: Any = None) -> bool:
+        """The owner of the account's address proved it through ``method`` (e.g. ``oidc:google``):
+        if the address was never verified, whoever created the account may not be that owner
+        (account pre-hijacking), so every session ends, every plugin revokes the credentials it
+        holds (hook ``vendo_revoke_user_credentials``, reason ``account_claimed``), the address is
+        marked verified and the claim audited. Returns whether anything was revoked (``False``
+        when the address was already verified: nothing changes)."""
+        user = self.user(session, user_id)
+        if user.email_verified_at is not None:
+            return False
+        self._kernel.sessions.revoke_user(session, user_id)
+        self._kernel.hooks.call("vendo_revoke_user_credentials", user_id=user_id, reason="account_claimed",
+                                session=session, kernel=self._kernel)
+        user.email_verified_at = self._kernel.now()
+        self._kernel.audit.record(session, "identity.account.claimed", actor=user_id, actor_label=user.email,
+                                  target_type="user", target_id=user_id, details={"method": method},
+                                  request=request)
+        return True
+
     # -- workspaces -------------------------------------------------------------------------
 
     def memberships(self, session: Session, user_id: str) -> list[dict[str, Any]]:

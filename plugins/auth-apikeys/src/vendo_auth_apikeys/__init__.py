@@ -73,6 +73,12 @@ def vendo_erase_user_data(user_id: str, session: Any, kernel: Any, settings: Any
 
 
 @hookimpl
+def vendo_revoke_user_credentials(user_id: str, reason: str, session: Any, kernel: Any, settings: Any) -> None:
+    """Revoke the keys the user created (an account claimed by its address's verified owner)."""
+    _service(kernel, settings).revoke_created_by(session, user_id, reason)
+
+
+@hookimpl
 def vendo_erase_workspace_data(workspace_id: str, session: Any, kernel: Any, settings: Any) -> None:
     """Delete the keys of a workspace being deleted."""
     _service(kernel, settings).erase_workspace(session, workspace_id)

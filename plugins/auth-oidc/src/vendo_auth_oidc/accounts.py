@@ -5,9 +5,10 @@ The rules, in order:
 1. a link (provider, subject) exists → its user;
 2. else a user has the same email and the provider says it is verified → link to that user
    (account linking by verified email). If that account's own address was never verified,
-   its existing sessions are ended and the address is marked verified: whoever created it
-   without proving the address must not keep a session on an account now owned by the
-   address's verified holder;
+   the account is claimed (``kernel.identity.claim_account``): its sessions end and every
+   plugin revokes the credentials it holds (its password, second factor, API keys), then the
+   address is marked verified: whoever created it without proving the address keeps no way
+   into an account now owned by the address's verified holder;
 3. else a user has the same email, not verified by the provider → 409 ``email_unverified``,
    never linked;
 4. else a new user (``verified`` only if the provider verified the address) and its link.
@@ -85,9 +86,7 @@ class Accounts:
             if user is not None:
                 if not who.email_verified:
                     raise errors.email_unverified(provider)
-                if user.email_verified_at is None:
-                    kernel.sessions.revoke_user(session, user.id)
-                    identity.mark_email_verified(session, user.id)
+                identity.claim_account(session, user.id, method=f"oidc:{provider}", request=request)
                 how = "verified_email"
             else:
                 user = identity.create_user(session, who.email, name=who.name, verified=who.email_verified,

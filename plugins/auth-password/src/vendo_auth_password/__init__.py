@@ -86,6 +86,15 @@ def vendo_export_user_data(user_id: str, session: Any) -> Any:
 
 
 @hookimpl
+def vendo_revoke_user_credentials(user_id: str, session: Any) -> None:
+    """An account claimed by its address's verified owner: the password, 2FA, recovery codes
+    and pending email tokens set before go (the owner can set a password again)."""
+    from vendo_auth_password.privacy import revoke_credentials
+
+    revoke_credentials(session, user_id)
+
+
+@hookimpl
 def vendo_erase_user_data(user_id: str, session: Any, kernel: Any) -> None:
     """Delete the user's credential, tokens, recovery codes and sign-in attempts."""
     from vendo_auth_password.privacy import erase_user

@@ -46,12 +46,18 @@ def export_user(session: Session, user_id: str) -> dict[str, Any] | None:
     return data
 
 
+def revoke_credentials(session: Session, user_id: str) -> None:
+    """Delete the user's password (with its TOTP seed), recovery codes and pending email tokens,
+    in the caller's transaction."""
+    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    session.execute(delete(SingleUseToken).where(SingleUseToken.user_id == user_id))
+    session.execute(delete(PasswordCredential).where(PasswordCredential.user_id == user_id))
+
+
 def erase_user(session: Session, kernel: Kernel, user_id: str) -> None:
     """Delete the user's credential, tokens, recovery codes and sign-in attempts, in the
     erasure's transaction (before the kernel deletes the user)."""
     user = kernel.identity.user(session, user_id)
-    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
-    session.execute(delete(SingleUseToken).where(SingleUseToken.user_id == user_id))
-    session.execute(delete(PasswordCredential).where(PasswordCredential.user_id == user_id))
+    revoke_credentials(session, user_id)
     subject = kernel.secrets.keyed_hash(SUBJECT_PURPOSE, user.email_key)
     session.execute(delete(Attempt).where(Attempt.subject == subject))
