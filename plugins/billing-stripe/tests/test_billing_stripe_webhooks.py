@@ -199,6 +199,20 @@ def test_plan_comes_from_the_price_before_the_metadata(provider: Any) -> None:
     assert translated.plan == "team"  # a price Vendo did not create: the subscription's metadata
 
 
+def test_a_subscription_without_schedule_has_no_scheduled_plan(provider: Any) -> None:
+    """A downgrade waits in a Subscription Schedule; once the subscription has none (released at
+    the renewal, or canceled in the Dashboard) the event says no change is scheduled."""
+    (free,) = provider.parse_webhook(*deliver(event("customer.subscription.updated", subscription(schedule=None))))
+    assert "scheduled_plan" in free.data and free.data["scheduled_plan"] is None
+    (held,) = provider.parse_webhook(*deliver(event("customer.subscription.updated",
+                                                    subscription(schedule="sub_sched_1"))))
+    assert "scheduled_plan" not in held.data and held.data["schedule"] == "sub_sched_1"
+    unknown = subscription()
+    del unknown["schedule"]  # a payload that does not say: nothing is assumed
+    (silent,) = provider.parse_webhook(*deliver(event("customer.subscription.updated", unknown)))
+    assert "scheduled_plan" not in silent.data
+
+
 def test_older_api_versions_carry_periods_on_the_subscription(provider: Any) -> None:
     sub = subscription(current_period_end=PERIOD_END + 60)
     del sub["items"]["data"][0]["current_period_end"]

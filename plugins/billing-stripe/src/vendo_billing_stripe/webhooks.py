@@ -126,6 +126,16 @@ def _subscription(kind: str) -> Callable[[Mapping[str, Any]], list[BillingEvent]
         subscription = event["data"]["object"]
         info = o.subscription_info(subscription)
         previous = o.field(event, "data", "previous_attributes") or {}
+        data = {
+            "stripe_status": o.field(subscription, "status"),
+            "previous_stripe_status": o.field(previous, "status"),
+            "cancel_at": o.field(subscription, "cancel_at"),
+            "schedule": o.object_id(o.field(subscription, "schedule")),
+        }
+        if "schedule" in subscription and subscription["schedule"] is None:
+            # no schedule (any more): no change waits for the renewal, e.g. a downgrade Vendo
+            # scheduled was released or canceled in the Dashboard
+            data["scheduled_plan"] = None
         return [BillingEvent(
             **_base(event, kind),
             subject=info.subject,
@@ -138,12 +148,7 @@ def _subscription(kind: str) -> Callable[[Mapping[str, Any]], list[BillingEvent]
             cancel_at_period_end=info.cancel_at_period_end,
             trial_end=info.trial_end,
             currency=o.field(subscription, "currency"),
-            data={
-                "stripe_status": o.field(subscription, "status"),
-                "previous_stripe_status": o.field(previous, "status"),
-                "cancel_at": o.field(subscription, "cancel_at"),
-                "schedule": o.object_id(o.field(subscription, "schedule")),
-            },
+            data=data,
         )]
 
     return translate
