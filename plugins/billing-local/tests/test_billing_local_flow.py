@@ -158,6 +158,19 @@ def test_upgrade_now_with_proration_downgrade_at_period_end(world, clock):
     assert world.plan() == "pro"
 
 
+def test_an_upgrade_replaces_a_downgrade_waiting_for_the_renewal(world, clock):
+    world.pay(world.checkout("business", currency="eur"))
+    assert world.post("change-plan", {"plan": "pro"}).json()["applies"] == "period_end"
+    assert world.state()["subscription"]["scheduled_plan"] == "pro"
+    up = world.post("change-plan", {"plan": "enterprise", "seats": 5})
+    assert up.status_code == 200 and up.json()["applies"] == "now"
+    state = world.state()["subscription"]
+    assert (state["plan"], state["seats"], state["scheduled_plan"]) == ("enterprise", 5, None)
+    clock.advance(days=32)
+    asyncio_run(world.provider.renew())
+    assert world.state()["subscription"]["plan"] == "enterprise" and world.plan() == "enterprise"
+
+
 def test_seats_and_minimum_seats(world):
     world.pay(world.checkout("enterprise", seats=5))
     assert world.state()["subscription"]["seats"] == 5

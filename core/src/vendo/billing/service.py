@@ -494,7 +494,8 @@ class Billing:
             price_key=lookup_key(target, version, interval, currency), seats=count if count != sub.seats else None,
             at_period_end=not upgrade, idempotency_key=f"{subject}:{idempotency_key}" if idempotency_key else None)
         info = await self._call(name, "change the subscription", lambda: provider.change_subscription(change))
-        data = {} if upgrade else {"scheduled_plan": target if target != sub.plan else None}
+        # an immediate change replaces a change waiting for the renewal (providers release it)
+        data = {"scheduled_plan": None if upgrade or target == sub.plan else target}
         result = await self.apply_info(name, info, subject, data)
         await run_in_threadpool(self._kernel.audit.record_now, "billing.plan.change_requested", actor=actor,
                                 workspace=subject if subject.startswith("ws_") else None,
