@@ -89,5 +89,6 @@ def test_the_installed_entry_point_loads(vendo_kernel) -> None:
     assert info.distribution == "vendo-auth-apikeys"
     assert set(info.hooks) == {"vendo_settings_model", "vendo_migrations", "vendo_register_authenticators",
                                "vendo_register_routes", "vendo_export_user_data", "vendo_erase_user_data",
-                               "vendo_erase_workspace_data", "vendo_revoke_user_credentials"}
+                               "vendo_erase_workspace_data", "vendo_revoke_user_credentials",
+                               "vendo_register_commands"}
     assert {r.name: r.plugin for r in kernel.providers.registered("auth")}["api_key"] == "auth-apikeys"

@@ -53,6 +53,14 @@ def vendo_register_authenticators(register: Any, kernel: Any, settings: Any) -> 
 
 
 @hookimpl
+def vendo_register_commands(register: Any) -> None:
+    """Add ``vendo api-keys list|set-tier|revoke`` (the operator's commands)."""
+    from vendo_auth_apikeys.commands import app
+
+    register(app, name="api-keys")
+
+
+@hookimpl
 def vendo_register_routes(register: Any, kernel: Any, settings: Any) -> None:
     """Mount ``/api/v1/workspaces/{workspace_id}/api-keys`` (create, list, get, rotate, revoke)."""
     from vendo_auth_apikeys.routes import build_router

@@ -61,6 +61,18 @@ _LOOKUP = (
 )
 
 
+def _bare_id(value: str) -> str | None:
+    """The key id in what an operator pastes: the id, the listed prefix (``vk_live_<id>…``) or
+    the whole (leaked) key; ``None`` when it is none of those."""
+    value = value.strip().rstrip("\u2026")
+    parsed = parse_key(value)
+    if parsed is not None:
+        return parsed.key_id
+    for environment in ENVIRONMENTS:
+        value = value.removeprefix(f"vk_{environment}_")
+    return value if is_key_id(value) else None
+
+
 def invalid_key() -> Unauthorized:
     """The single error of every refused key (same status, code and message)."""
     return Unauthorized(INVALID_MESSAGE, code=INVALID_CODE)
@@ -214,7 +226,7 @@ class ApiKeys:
             "scopes": self._scopes(old.scopes, principal),
             "expires_at": old.expires_at,
             "environment": self._environment(old.environment),
-            "rate_limit_tier": self._tier(old.rate_limit_tier),
+            "rate_limit_tier": self._tier(old.rate_limit_tier, operator=True),  # the operator's choice stays
         }
         new, key = self.issue(session, workspace_id=workspace_id, created_by=principal.subject,
                               rotated_from=old.id, **values)
@@ -373,6 +385,45 @@ class ApiKeys:
         session.flush()
         return len(rows)
 
+    # -- operator ----------------------------------------------------------------------------
+
+    def operator_find(self, session: Session, key_id: str) -> ApiKey:
+        """A key by id or display prefix, in any workspace (the operator's commands).
+
+        :raises NotFound: ``api_key_not_found``.
+        """
+        bare = _bare_id(key_id)
+        row = session.get(ApiKey, bare) if bare is not None else None
+        if row is None:
+            raise NotFound(f"no API key {key_id!r}", code="api_key_not_found")
+        return row
+
+    def operator_set_tier(self, session: Session, key_id: str, tier: str) -> ApiKey:
+        """Give a key a rate-limit tier, operator tiers included; audited in its workspace."""
+        row = self.operator_find(session, key_id)
+        chosen = self._tier(tier, operator=True)
+        if row.rate_limit_tier != chosen:
+            previous, row.rate_limit_tier = row.rate_limit_tier, chosen
+            self._kernel.audit.record(session, "api_key.tier_changed", actor_label="operator",
+                                      workspace=row.workspace_id, target_type="api_key", target_id=row.id,
+                                      details={"from": previous, "to": chosen,
+                                               "prefix": display_prefix(row.environment, row.id)})
+        return row
+
+    def operator_revoke(self, session: Session, key_id: str) -> tuple[ApiKey, bool]:
+        """Revoke a key at once, whatever its workspace (a leaked key); ``(row, revoked now)``."""
+        row = self.operator_find(session, key_id)
+        if row.revoked_at is not None:
+            return row, False
+        row.revoked_at = self._kernel.now()
+        self._kernel.audit.record(session, "api_key.revoked", actor_label="operator", workspace=row.workspace_id,
+                                  target_type="api_key", target_id=row.id,
+                                  details={"reason": "operator", "name": row.name,
+                                           "prefix": display_prefix(row.environment, row.id)})
+        self._kernel.outbox.publish(session, "api_key.revoked", {"workspace_id": row.workspace_id,
+                                                                 "key_id": row.id, "reason": "operator"})
+        return row, True
+
     def erase_workspace(self, session: Session, workspace_id: str) -> int:
         """Delete every key of a workspace being deleted; return how many."""
         rows = session.scalars(select(ApiKey).where(ApiKey.workspace_id == workspace_id)).all()
@@ -462,8 +513,19 @@ class ApiKeys:
                                f"{', '.join(self.settings.accepted_environments)})", code="environment_not_accepted")
         return chosen
 
-    def _tier(self, tier: str | None) -> str:
+    def _tier(self, tier: str | None, *, operator: bool = False) -> str:
+        """A tier a key may carry: one of ``rate_limit_tiers``, or for the operator also one of
+        ``operator_rate_limit_tiers``.
+
+        :raises Forbidden: ``operator_rate_limit_tier`` (a workspace admin asked for an operator tier).
+        :raises InvalidInput: ``invalid_rate_limit_tier``.
+        """
         chosen = tier if tier is not None else self.settings.default_rate_limit_tier
+        if chosen in self.settings.operator_rate_limit_tiers:
+            if operator:
+                return chosen
+            raise Forbidden(f"rate_limit_tier {chosen!r} is assigned by the operator only (vendo api-keys set-tier)",
+                            code="operator_rate_limit_tier")
         if chosen not in self.settings.rate_limit_tiers:
             raise InvalidInput(f"unknown rate_limit_tier {chosen!r}: use one of "
                                f"{', '.join(self.settings.rate_limit_tiers)}", code="invalid_rate_limit_tier",

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -40,6 +40,10 @@ class ApiKeySettings(PluginSettings):
         default_factory=lambda: ["standard"],
         description="Tier names a key may carry (Principal.attributes['rate_limit_tier']).")
     default_rate_limit_tier: str = Field("standard", description="Tier of keys created without one.")
+    operator_rate_limit_tiers: list[str] = Field(
+        default_factory=list,
+        description="Tiers only the operator assigns (vendo api-keys set-tier), e.g. a generous partner tier: "
+                    "workspace admins cannot pick them.")
     default_grace_seconds: int = Field(
         86_400, ge=0, description="How long a rotated key keeps working when the rotation names no grace_seconds.")
     max_grace_seconds: int = Field(7 * 86_400, ge=0, description="Longest grace_seconds a rotation may ask for.")
@@ -65,10 +69,10 @@ class ApiKeySettings(PluginSettings):
             raise ValueError(f"invalid scope name(s) {bad}: use letters, digits and _ . : - /")
         return list(dict.fromkeys(value))
 
-    @field_validator("rate_limit_tiers")
+    @field_validator("rate_limit_tiers", "operator_rate_limit_tiers")
     @classmethod
-    def _tier_names(cls, value: list[str]) -> list[str]:
-        if not value:
+    def _tier_names(cls, value: list[str], info: Any) -> list[str]:
+        if not value and info.field_name == "rate_limit_tiers":
             raise ValueError("list at least one rate-limit tier")
         bad = [t for t in value if not TIER_PATTERN.fullmatch(t)]
         if bad:
@@ -81,6 +85,9 @@ class ApiKeySettings(PluginSettings):
             raise ValueError(f"environment {self.environment!r} is not in accepted_environments")
         if self.default_rate_limit_tier not in self.rate_limit_tiers:
             raise ValueError(f"default_rate_limit_tier {self.default_rate_limit_tier!r} is not in rate_limit_tiers")
+        both = sorted(set(self.rate_limit_tiers) & set(self.operator_rate_limit_tiers))
+        if both:
+            raise ValueError(f"tier(s) {both} are in rate_limit_tiers and operator_rate_limit_tiers: pick one")
         if self.default_grace_seconds > self.max_grace_seconds:
             raise ValueError("default_grace_seconds exceeds max_grace_seconds")
         if self.grantable_scopes is not None and WILDCARD in self.grantable_scopes and not self.allow_wildcard_scope:
