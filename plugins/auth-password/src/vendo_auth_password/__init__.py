@@ -61,6 +61,14 @@ def vendo_migrations() -> Path:
 
 
 @hookimpl
+def vendo_register_commands(register: Any) -> None:
+    """Add ``vendo auth-password unlock EMAIL`` (the operator's command)."""
+    from vendo_auth_password.commands import app
+
+    register(app, name="auth-password")
+
+
+@hookimpl
 def vendo_register_routes(register: Any, kernel: Any, settings: Any) -> None:
     """``/api/v1/auth/register``, ``/login``, ``/password/*``, ``/email/verify*``, ``/2fa/*``."""
     from vendo_auth_password.endpoints import build_router

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
-from vendo import Conflict, Forbidden, InvalidInput, Unauthorized, VendoError
+from vendo import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, VendoError
 
 from vendo_auth_password import totp
 from vendo_auth_password.errors import Gone, TooManyAttempts
@@ -345,6 +345,27 @@ class PasswordAuth:
             kernel.outbox.publish(session, PASSWORD_CHANGED_EVENT,
                                   {"user_id": user_id, "email": account.email, "via": "change"})
         return pair.to_dict()
+
+    def unlock(self, email: str) -> bool:
+        """The operator lifts an address's lockout at once (the failure count starts again);
+        return whether it was locked. Audited as ``auth.password.unlocked``.
+
+        :raises NotFound: ``user_not_found`` (an operator, not a visitor, asks: no enumeration
+            concern).
+        """
+        kernel = self.kernel
+        now = kernel.now()
+        with kernel.session() as session:
+            user = kernel.identity.user_by_email(session, email)
+            if user is None:
+                raise NotFound(f"no account uses {email.strip()!r}", code="user_not_found")
+            credential = session.get(PasswordCredential, user.id)
+            locked = credential is not None and credential.locked_until is not None and credential.locked_until > now
+            if credential is not None:
+                credential.locked_until, credential.failed_attempts = None, 0
+            kernel.audit.record(session, "auth.password.unlocked", actor_label="operator", target_type="user",
+                                target_id=user.id, details={"was_locked": locked})
+        return locked
 
     def forgot_password(self, email: str, request: Any = None) -> None:
         """Send a reset token through the outbox when the address has an account; the
