@@ -59,11 +59,12 @@ ai = { models = ["fast", "embed-small"], managed = true }
 
 def litellm_settings(upstream: Upstream) -> dict[str, Any]:
     """Three chat models and one embedding model, all on the loopback upstream; prices make
-    one prompt token cost 1 micro-dollar and one completion token 2."""
+    one prompt token cost 1 micro-dollar and one completion token 2. ``chat-large`` (alias
+    ``smart``) goes through litellm's HTTP path, the others take the direct path."""
     prices = {"input_cost_per_token": 0.000001, "output_cost_per_token": 0.000002}
     return {"api_key": OPERATOR_KEY, "api_base": upstream.base_url, "timeout": 2.0, "models": [
         {"id": "chat-small", "model": "openai/loopback-chat", **prices},
-        {"id": "chat-large", "model": "openai/loopback-large", **prices},
+        {"id": "chat-large", "model": "openai/loopback-large", "wire": "litellm", **prices},  # through litellm
         {"id": "embed-small", "model": "openai/loopback-embed", "kind": "embedding",
          "input_cost_per_token": 0.000001, "output_cost_per_token": 0.0},
     ]}

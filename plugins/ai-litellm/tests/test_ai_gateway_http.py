@@ -1,6 +1,6 @@
 """Vendo's OpenAI-compatible endpoints with the official ``openai`` SDK as the client, Vendo on
-loopback, and a real OpenAI-compatible upstream on loopback reached through litellm's HTTP
-path; on SQLite and PostgreSQL."""
+loopback, and a real OpenAI-compatible upstream on loopback reached over the plugin's direct
+path (``fast``) or through litellm's HTTP path (``smart``); on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -36,6 +36,26 @@ def test_chat_completion_is_answered_and_metered(make_gateway) -> None:
     assert entry.details["byok"] is False and entry.details["latency_ms"] > 0
     assert entry.details["api_key"] and entry.member == gw.owner.id
     assert gw.used("ai_tokens") == 7 and gw.used("ai_spend") == 11
+
+
+def test_a_model_through_litellm_is_gated_and_metered_the_same(make_gateway) -> None:
+    gw = make_gateway("pro")
+    client = gw.openai()
+    answer = client.chat.completions.create(model="smart", messages=HELLO, max_tokens=50)
+    assert answer.choices[0].message.content == "Echo: hello there Ada" and answer.model == "smart"
+    assert gw.upstream.requests[-1].body["model"] == "loopback-large"
+    stream = client.chat.completions.create(model="smart", messages=HELLO, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: hello there Ada"
+    assert chunks[-1].usage.completion_tokens == 4
+    entries = gw.ledger(feature="ai_chat")
+    assert [(e.kind, e.tokens, e.details["model"]) for e in entries] == [("commit", 7, "chat-large")] * 2
+    assert gw.used("ai_tokens") == 14 and gw.used("ai_spend") == 22
+    gw.upstream.set_mode("fail")
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="smart", messages=HELLO)
+    assert info.value.status_code == 502 and gw.used("ai_tokens") == 14 and len(gw.ledger(feature="ai_chat")) == 2
 
 
 def test_streaming_in_openai_chunk_format_with_usage(make_gateway) -> None:
