@@ -19,6 +19,13 @@ Every call goes through the same steps, in-process or from the ``/v1`` routes:
    vendor fails every hold is released: nothing is consumed. Crossing 80% of a token or spend
    quota, or of an API key's budget, publishes ``ai.budget.warning`` through the outbox.
 
+Steps 1 to 3 are one write, and step 4 another, of the service's :class:`MeterWriter`: the
+writes of concurrent calls share one transaction (group commit, a savepoint per call), and a
+caller continues only once the transaction holding its write committed (see
+:mod:`vendo.ai.writer`). The plan and the route are read again inside the admission write;
+the prompt is counted before it, on the event loop, with the model resolved through the plan
+cache's catalog.
+
 Streams never overspend: the vendor is asked for at most the reserved completion tokens, and
 a vendor that sends more content chunks than reserved (each chunk carries at least one token)
 is cut; the in-process stream then raises ``reservation_exceeded`` (the ``/v1`` route sends a
@@ -52,6 +59,7 @@ from vendo.ai.writer import MeterWriter
 from vendo.capabilities import COMPENSATIONS, Bucket, ChatChunk, ChatRequest, ChatResponse, Embeddings, ModelInfo, Principal, Usage, \
     counter_key
 from vendo.entitlements.catalog import Catalog, Plan
+from vendo.entitlements.models import Hold, LedgerEntry
 from vendo.entitlements.periods import period_start
 from vendo.entitlements.service import TIER_LIMITED, Decision
 from vendo.errors import Conflict, InvalidInput, NotFound, VendoError
@@ -69,6 +77,15 @@ MICRO = 1_000_000
 _KEY_BUDGET = select(AIKeyBudget.__table__.c.monthly_usd).where(
     AIKeyBudget.__table__.c.workspace == bindparam("workspace"),
     AIKeyBudget.__table__.c.api_key_id == bindparam("api_key_id"))
+_HOLDS = Hold.__table__.c
+#: Claim the held holds of a call for commit, returning what the settlement needs.
+_CLAIM_HOLDS = Hold.__table__.update() \
+    .where(_HOLDS.id.in_(bindparam("ids", expanding=True)), _HOLDS.status == "held") \
+    .values(status="committed", settled_at=bindparam("settled")) \
+    .returning(_HOLDS.id, _HOLDS.applied, _HOLDS.amount, _HOLDS.buckets, _HOLDS.subject, _HOLDS.member,
+               _HOLDS.feature, _HOLDS.period_start)
+_HOLD_APPLIED = Hold.__table__.update().where(_HOLDS.id == bindparam("id")).values(applied=bindparam("applied"))
+_LEDGER_INSERT = LedgerEntry.__table__.insert()
 #: How long a call's holds live before maintenance releases them (longer than any vendor timeout).
 HOLD_TTL = 900.0
 
@@ -357,18 +374,19 @@ class AI:
                    "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                    "latency_ms": latency_ms, "vendor_cost": cost, "api_key": gate.caller.api_key_id, **(extra or {})}
         catalog_cost = 0.0 if gate.byok else cost
-        entitlements = self._kernel.entitlements
         warnings = []
         spend = self._micro(gate, usage)
         actual_of = {"call": 1, "tokens": usage.total_tokens, "spend": spend}
+        settlements = {}
         for feature, (hold_id, limit, _amount, role) in gate.holds.items():
             if role == "call":
-                entitlements._commit(session, hold_id, 1, usage.total_tokens, catalog_cost, details)
+                settlements[hold_id] = (1, usage.total_tokens, catalog_cost, details, False)
             else:
-                result = entitlements._commit(session, hold_id, actual_of[role], 0, 0.0,
-                                              {"model": gate.model, "kind": kind})
-                if limit:
-                    warnings.append((feature, result["used"], actual_of[role], limit))
+                settlements[hold_id] = (actual_of[role], 0, 0.0, {"model": gate.model, "kind": kind}, bool(limit))
+        used_of = self._commit_holds(session, settlements)
+        for feature, (hold_id, limit, _amount, role) in gate.holds.items():
+            if role != "call" and limit:
+                warnings.append((feature, used_of[hold_id], actual_of[role], limit))
         if gate.key_budget is not None:
             key, limit, reserved = gate.key_budget
             used = self._kernel.providers.get("counters").add(session, [Bucket(key, limit)], spend - reserved)[0]
@@ -376,6 +394,46 @@ class AI:
         for feature, used, actual, limit in warnings:
             self._warn(session, gate, feature, used, actual, limit)
         return details
+
+    def _commit_holds(self, session: Any, settlements: dict[str, tuple[int, int, float, dict[str, Any], bool]]
+                      ) -> dict[str, int]:
+        """:meth:`Entitlements.commit` of a call's holds in ``session``, in Core statements: one
+        UPDATE ... RETURNING claims them all (instead of a claim and an ORM read each), one
+        counter move per hold whose actual differs from its estimate, one multi-row ledger
+        insert. Same records as ``commit``: each hold ``committed``, a ``commit`` entry keyed
+        ``hold:<id>`` at the actual amount, the journal flags when the store is unreachable.
+        ``settlements``: hold id -> (actual, tokens, cost, details, whether the meter's usage is
+        wanted); returns the usage of the meters asked for.
+
+        :raises Conflict: ``hold_settled`` (nothing of this call is then committed).
+        """
+        entitlements = self._kernel.entitlements
+        now = self._kernel.now()
+        claimed = session.connection().execute(_CLAIM_HOLDS, {"ids": list(settlements), "settled": now}).all()
+        if len(claimed) != len(settlements):
+            missing = sorted(set(settlements) - {row.id for row in claimed})
+            raise Conflict(f"hold {missing[0]} is already settled or unknown", code="hold_settled",
+                           details={"holds": missing})
+        order = list(settlements)
+        entries, used_of = [], {}
+        for row in sorted(claimed, key=lambda r: order.index(r.id)):  # the ledger in the call's order
+            actual, tokens, cost, details, wanted = settlements[row.id]
+            counted = bool(row.applied)
+            delta = actual - (row.amount if counted else 0)
+            values = entitlements._move(session, row.buckets, delta) if delta else []
+            journalled = values is None
+            applied = (not counted) if journalled else True
+            if applied != counted:
+                session.connection().execute(_HOLD_APPLIED, {"id": row.id, "applied": applied})
+            entries.append({"idempotency_key": f"hold:{row.id}", "kind": "commit", "subject": row.subject,
+                            "member": row.member, "feature": row.feature, "period_start": row.period_start,
+                            "amount": actual, "tokens": tokens, "cost": cost, "buckets": row.buckets,
+                            "details": dict(details), "created_at": now, "applied": not journalled})
+            if wanted:
+                used_of[row.id] = values[0] if values else entitlements._used(
+                    session, row.subject, row.feature, row.period_start, row.buckets)
+        session.connection().execute(_LEDGER_INSERT, entries)
+        return used_of
 
     def _warn(self, session: Any, gate: _Gate, feature: str, used: int, actual: int, limit: int) -> None:
         threshold = gate.warning_ratio * limit
