@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_http_consume import free_port, wait_ready  # noqa: E402
 
 CATALOG = textwrap.dedent(
     """
@@ -87,25 +89,6 @@ SETUP = textwrap.dedent(
 )
 
 MESSAGES = [{"role": "user", "content": "Say hello to Ada Lovelace and Charles Babbage"}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"server at {url} not ready after {timeout}s")
 
 
 def _has_content(data: str) -> bool:
@@ -206,8 +189,8 @@ def main() -> None:
     vendo = f"http://127.0.0.1:{vendo_port}/v1"
     results: dict[str, tuple[list[float], list[float]]] = {}
     try:
-        wait_ready(f"http://127.0.0.1:{up_port}/v1/models", servers[0])
-        wait_ready(f"http://127.0.0.1:{vendo_port}/api/health", servers[1])
+        wait_ready(f"http://127.0.0.1:{up_port}/v1/models", servers[0], timeout=90)
+        wait_ready(f"http://127.0.0.1:{vendo_port}/api/health", servers[1], timeout=90)
         headers = {"Authorization": f"Bearer {key}"}
         for stream in (False, True):
             label = "stream" if stream else "plain"
