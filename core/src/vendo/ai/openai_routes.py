@@ -136,6 +136,12 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
 
 
 async def _caller(kernel: Kernel, request: Request, response_headers: dict[str, str]) -> tuple[Caller, str | None]:
+    """Who pays, and the feature header. An API key pays from its own workspace: the subject
+    is known without reading anything, and its creator's membership and role are checked in
+    the admission's own transaction (:attr:`Caller.verify_member`); the rate limit is counted
+    on the event loop when nothing limits the caller (no database write), else in a worker
+    thread. A signed-in user naming a workspace is checked here first (it may not be one of
+    theirs), then rate limited."""
     from vendo.entitlements.endpoints import resolve_subject
 
     principal = await kernel.authenticate(request)
@@ -144,17 +150,39 @@ async def _caller(kernel: Kernel, request: Request, response_headers: dict[str, 
     feature = request.headers.get(FEATURE_HEADER)
     if feature is not None and not _FEATURE.match(feature):
         raise InvalidInput(f"{FEATURE_HEADER} must be a feature name of the plan catalog", code="invalid_feature")
+    key = principal.credential if principal.method == "api_key" else None
+    requested = request.headers.get(WORKSPACE_HEADER)
+    if key is not None and principal.workspace and requested in (None, principal.workspace):
+        subject = principal.workspace
+        if _unlimited(kernel, principal, subject):
+            response_headers.update(kernel.rate_limits.enforce(principal, subject=subject).headers())
+        else:
+            result = await run_in_threadpool(kernel.rate_limits.enforce, principal, subject=subject)
+            response_headers.update(result.headers())
+        return Caller(subject=subject, member=principal.subject, workspace=subject, api_key_id=key,
+                      verify_member=True), feature
 
     def admit() -> tuple[str, str | None]:
-        subject, member = resolve_subject(kernel, principal, request.headers.get(WORKSPACE_HEADER), consuming=True)
+        subject, member = resolve_subject(kernel, principal, requested, consuming=True)
         result = kernel.rate_limits.enforce(principal, subject=subject)
         response_headers.update(result.headers())
         return subject, member
 
     subject, member = await run_in_threadpool(admit)
-    key = principal.credential if principal.method == "api_key" else None
     workspace = subject if subject.startswith("ws_") else None
     return Caller(subject=subject, member=member, workspace=workspace, api_key_id=key), feature
+
+
+def _unlimited(kernel: Kernel, principal: Any, subject: str) -> bool:
+    """Whether nothing rate limits this caller, decided from the plan cache alone (so counting
+    the request writes nothing and reads nothing); ``False`` when the cache has nothing fresh."""
+    if kernel.entitlements.plan_state(subject) is None:
+        return False
+    try:
+        policy = kernel.rate_limits.policy(principal, subject=subject)
+    except VendoError:
+        return False
+    return policy.limits is None or not policy.limits.windows()
 
 
 def _chunk(completion_id: str, created: int, model: str, delta: dict[str, Any], finish: str | None,

@@ -53,16 +53,17 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 
-from vendo.ai.models import AIKeyBudget
+from vendo.ai.models import AICredential, AIKeyBudget
 from vendo.ai.vault import Vault
 from vendo.ai.writer import MeterWriter
 from vendo.capabilities import COMPENSATIONS, Bucket, ChatChunk, ChatRequest, ChatResponse, Embeddings, ModelInfo, Principal, Usage, \
     counter_key
 from vendo.entitlements.catalog import Catalog, Plan
-from vendo.entitlements.models import Hold, LedgerEntry
 from vendo.entitlements.periods import period_start
 from vendo.entitlements.service import TIER_LIMITED, Decision
-from vendo.errors import Conflict, InvalidInput, NotFound, VendoError
+from vendo.errors import Conflict, Forbidden, InvalidInput, NotFound, VendoError
+from vendo.identity.models import Membership
+from vendo.identity.roles import Role, allows
 
 if TYPE_CHECKING:  # pragma: no cover
     from vendo.kernel import Kernel
@@ -73,19 +74,22 @@ CHAT_FEATURE = "ai_chat"
 EMBEDDINGS_FEATURE = "ai_embeddings"
 KEY_BUDGET_FEATURE = "ai_key_spend"
 MICRO = 1_000_000
-#: An API key's monthly budget (Core: an ORM ``session.get`` of a missing row costs ~10x more).
-_KEY_BUDGET = select(AIKeyBudget.__table__.c.monthly_usd).where(
-    AIKeyBudget.__table__.c.workspace == bindparam("workspace"),
-    AIKeyBudget.__table__.c.api_key_id == bindparam("api_key_id"))
-_HOLDS = Hold.__table__.c
-#: Claim the held holds of a call for commit, returning what the settlement needs.
-_CLAIM_HOLDS = Hold.__table__.update() \
-    .where(_HOLDS.id.in_(bindparam("ids", expanding=True)), _HOLDS.status == "held") \
-    .values(status="committed", settled_at=bindparam("settled")) \
-    .returning(_HOLDS.id, _HOLDS.applied, _HOLDS.amount, _HOLDS.buckets, _HOLDS.subject, _HOLDS.member,
-               _HOLDS.feature, _HOLDS.period_start)
-_HOLD_APPLIED = Hold.__table__.update().where(_HOLDS.id == bindparam("id")).values(applied=bindparam("applied"))
-_LEDGER_INSERT = LedgerEntry.__table__.insert()
+_CREDENTIALS = AICredential.__table__.c
+_BUDGETS = AIKeyBudget.__table__.c
+_MEMBERS = Membership.__table__.c
+#: What an admission reads about its workspace, in one statement: the workspace's own key for
+#: the vendor (BYOK), the API key's monthly budget, and the acting member's role (Core, scalar
+#: subqueries: one round trip instead of three).
+_WORKSPACE_READ = select(
+    select(_CREDENTIALS.ciphertext).where(_CREDENTIALS.workspace == bindparam("workspace"),
+                                          _CREDENTIALS.provider == bindparam("provider"))
+    .scalar_subquery().label("ciphertext"),
+    select(_BUDGETS.monthly_usd).where(_BUDGETS.workspace == bindparam("workspace"),
+                                       _BUDGETS.api_key_id == bindparam("api_key_id"))
+    .scalar_subquery().label("monthly_usd"),
+    select(_MEMBERS.role).where(_MEMBERS.workspace_id == bindparam("workspace"),
+                                _MEMBERS.user_id == bindparam("member"))
+    .scalar_subquery().label("role"))
 #: How long a call's holds live before maintenance releases them (longer than any vendor timeout).
 HOLD_TTL = 900.0
 
@@ -112,6 +116,10 @@ class Caller:
     member: str | None = None
     workspace: str | None = None
     api_key_id: str | None = None
+    #: Check, in the admission's own transaction, that ``member`` still belongs to ``workspace``
+    #: with a role that may use metered features (the ``/v1`` routes set it for API keys, so
+    #: the membership read shares the admission's round trip).
+    verify_member: bool = False
 
     @classmethod
     def of(cls, who: Principal | str | Caller) -> Caller:
@@ -217,7 +225,7 @@ class AI:
         checks the allow-list, looks up the vault and takes every hold."""
         table = await self._table()
         entitlements = self._kernel.entitlements
-        found = entitlements._plan_of(None, caller.subject, self._kernel.now())  # the plan cache, when fresh
+        found = entitlements.plan_state(caller.subject) if caller.subject else None  # the plan cache, when fresh
         catalog = found[0] if found is not None else \
             (await run_in_threadpool(entitlements.effective_plan, caller.subject))[0]
         model, provider, info = self._route(table, catalog, requested)
@@ -240,19 +248,30 @@ class AI:
 
     def _admit_in(self, session: Any, table: dict[str, tuple[Any, ModelInfo]], caller: Caller, feature: str,
                   requested: str, kind: str, prompt: int, max_tokens: int | None) -> _Gate:
-        """Admission in ``session``'s transaction: plan, model, allow-list, vault, holds."""
+        """Admission in ``session``'s transaction: plan, model, allow-list, then one read of
+        the workspace (vault key, API-key budget, member's role), then every hold."""
         entitlements = self._kernel.entitlements
         now = self._kernel.now()
         if not caller.subject:
             raise InvalidInput("subject is required", code="invalid_subject")
-        planned = entitlements._plan_of(session, caller.subject, now)
+        planned = entitlements.plan_state(caller.subject, session)
         catalog, plan = planned[0], planned[1]
         model, provider, info = self._route(table, catalog, requested)
         aliases = catalog.ai.aliases
         if not plan.ai.allows(model, aliases):
             raise self._refusal(catalog, plan, feature, f"the model '{requested}' is not included in the "
                                 f"{plan.name} plan", lambda p: p.ai.allows(model, aliases))
-        api_key = self.vault.key_for(session, caller.workspace, info.provider)
+        ciphertext = monthly_usd = None
+        if caller.workspace:
+            found = session.connection().execute(_WORKSPACE_READ, {
+                "workspace": caller.workspace, "provider": info.provider, "api_key_id": caller.api_key_id or "",
+                "member": caller.member or ""}).first()
+            ciphertext, monthly_usd = found.ciphertext, found.monthly_usd
+            if caller.verify_member:
+                self._check_member(caller, found.role)
+        elif caller.verify_member:
+            raise NotFound("subject not found", code="subject_not_found")
+        api_key = self.vault.open(caller.workspace, ciphertext) if ciphertext is not None else None
         byok = api_key is not None
         if not byok and not plan.ai.managed:
             raise self._refusal(
@@ -277,35 +296,35 @@ class AI:
                 wanted.append((catalog.ai.token_feature, max(tokens, 1), "tokens"))
             if catalog.ai.spend_feature in catalog.features and spend > 0:
                 wanted.append((catalog.ai.spend_feature, spend, "spend"))
-        for held, amount, role in wanted:  # all or none: a refusal rolls this write's savepoint back
-            decision = entitlements._hold(session, caller.subject, held, amount, caller.member, HOLD_TTL, planned)
-            if not decision.allowed:
-                raise AIRefused(decision, now)
+        # All or none: a refusal moves back what this call held (and the write's savepoint rolls back).
+        decisions = entitlements.hold_many(session, caller.subject, [(held, amount) for held, amount, _r in wanted],
+                                           member=caller.member, ttl=HOLD_TTL, planned=planned)
+        if len(decisions) != len(wanted) or not decisions[-1].allowed:
+            raise AIRefused(decisions[-1], now)
+        for (held, amount, role), decision in zip(wanted, decisions):
             gate.holds[held] = (decision.hold_id or "", decision.limit, amount, role)
-        if not byok and caller.api_key_id and caller.workspace:
-            self._reserve_key_budget(session, gate)
+        if not byok and caller.api_key_id and caller.workspace and monthly_usd is not None:
+            self._reserve_key_budget(session, gate, monthly_usd)
         return gate
+
+    @staticmethod
+    def _check_member(caller: Caller, role: str | None) -> None:
+        """The acting member still belongs to the workspace and may use metered features."""
+        if role is None:
+            raise NotFound("subject not found", code="subject_not_found")
+        if not allows(Role(role), "features.use"):
+            raise Forbidden(f"your role ({Role(role).value}) cannot use metered features", code="insufficient_role")
 
     def _micro(self, gate: _Gate, usage: Usage) -> int:
         return int(math.ceil(gate.provider.cost(gate.model, usage) * MICRO))
 
-    def _key_bucket(self, gate: _Gate, session: Any) -> tuple[str, int] | None:
+    def _reserve_key_budget(self, session: Any, gate: _Gate, monthly_usd: float) -> None:
         caller = gate.caller
-        monthly_usd = session.connection().execute(_KEY_BUDGET, {"workspace": caller.workspace,
-                                                                 "api_key_id": caller.api_key_id}).scalar()
-        if monthly_usd is None:
-            return None
         start = period_start("month", self._kernel.now())
         key = counter_key(f"{caller.workspace}/apikey:{caller.api_key_id}", KEY_BUDGET_FEATURE, "month", start)
-        return key, int(round(monthly_usd * MICRO))
-
-    def _reserve_key_budget(self, session: Any, gate: _Gate) -> None:
+        limit = int(round(monthly_usd * MICRO))
         amount = max(self._micro(gate, Usage(gate.prompt_estimate, gate.completion_reserved)), 0)
         store = self._kernel.providers.get("counters")
-        bucket = self._key_bucket(gate, session)
-        if bucket is None:
-            return
-        key, limit = bucket
         values = store.try_add(session, [Bucket(key, limit)], amount)
         if values is None:
             used = store.read(session, [key])[0]
@@ -328,17 +347,13 @@ class AI:
     def _release_in(self, session: Any, gate: _Gate) -> None:
         entitlements = self._kernel.entitlements
         for feature, (hold_id, _limit, _amount, _role) in gate.holds.items():
-            try:
-                hold, counted = entitlements._settle(session, hold_id, "released")
-            except (Conflict, NotFound):  # settled meanwhile (expired and released by maintenance)
+            try:  # one at a time: a hold settled meanwhile (expired, released by maintenance) stays so
+                entitlements.release_holds(session, [hold_id], usage=False)
+            except (Conflict, NotFound):
                 log.warning("the %s hold %s was already settled", feature, hold_id)
-                continue
-            values = entitlements._move(session, hold.buckets, -hold.amount) if counted else []
-            hold.applied = values is not None  # None: the store is unreachable, the journal moves it
         if gate.key_budget is not None:
             key, limit, amount = gate.key_budget
             self._kernel.providers.get("counters").add(session, [Bucket(key, limit)], -amount)
-        session.flush()
 
     async def _settle(self, gate: _Gate, usage: Usage, *, kind: str,
                       extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -369,24 +384,28 @@ class AI:
 
     def _settle_in(self, session: Any, gate: _Gate, usage: Usage, kind: str, extra: Mapping[str, Any] | None,
                    latency_ms: float) -> dict[str, Any]:
+        """Every hold committed at the actual usage with :meth:`Entitlements.commit_holds` (the
+        call's feature records tokens, cost and details in its ledger entry), the key budget
+        moved by the difference, and the 80% warnings."""
         cost = gate.provider.cost(gate.model, usage)
         details = {"model": gate.model, "vendor": gate.info.provider, "kind": kind, "byok": gate.byok,
                    "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                    "latency_ms": latency_ms, "vendor_cost": cost, "api_key": gate.caller.api_key_id, **(extra or {})}
         catalog_cost = 0.0 if gate.byok else cost
-        warnings = []
         spend = self._micro(gate, usage)
         actual_of = {"call": 1, "tokens": usage.total_tokens, "spend": spend}
-        settlements = {}
-        for feature, (hold_id, limit, _amount, role) in gate.holds.items():
+        settlements, watched, warnings = [], set(), []
+        for _feature, (hold_id, limit, _amount, role) in gate.holds.items():
             if role == "call":
-                settlements[hold_id] = (1, usage.total_tokens, catalog_cost, details, False)
+                settlements.append((hold_id, 1, usage.total_tokens, catalog_cost, details))
             else:
-                settlements[hold_id] = (actual_of[role], 0, 0.0, {"model": gate.model, "kind": kind}, bool(limit))
-        used_of = self._commit_holds(session, settlements)
-        for feature, (hold_id, limit, _amount, role) in gate.holds.items():
+                settlements.append((hold_id, actual_of[role], 0, 0.0, {"model": gate.model, "kind": kind}))
+                if limit:
+                    watched.add(hold_id)
+        results = self._kernel.entitlements.commit_holds(session, settlements, usage=watched)
+        for (feature, (_hold_id, limit, _amount, role)), result in zip(gate.holds.items(), results):
             if role != "call" and limit:
-                warnings.append((feature, used_of[hold_id], actual_of[role], limit))
+                warnings.append((feature, result["used"], actual_of[role], limit))
         if gate.key_budget is not None:
             key, limit, reserved = gate.key_budget
             used = self._kernel.providers.get("counters").add(session, [Bucket(key, limit)], spend - reserved)[0]
@@ -394,46 +413,6 @@ class AI:
         for feature, used, actual, limit in warnings:
             self._warn(session, gate, feature, used, actual, limit)
         return details
-
-    def _commit_holds(self, session: Any, settlements: dict[str, tuple[int, int, float, dict[str, Any], bool]]
-                      ) -> dict[str, int]:
-        """:meth:`Entitlements.commit` of a call's holds in ``session``, in Core statements: one
-        UPDATE ... RETURNING claims them all (instead of a claim and an ORM read each), one
-        counter move per hold whose actual differs from its estimate, one multi-row ledger
-        insert. Same records as ``commit``: each hold ``committed``, a ``commit`` entry keyed
-        ``hold:<id>`` at the actual amount, the journal flags when the store is unreachable.
-        ``settlements``: hold id -> (actual, tokens, cost, details, whether the meter's usage is
-        wanted); returns the usage of the meters asked for.
-
-        :raises Conflict: ``hold_settled`` (nothing of this call is then committed).
-        """
-        entitlements = self._kernel.entitlements
-        now = self._kernel.now()
-        claimed = session.connection().execute(_CLAIM_HOLDS, {"ids": list(settlements), "settled": now}).all()
-        if len(claimed) != len(settlements):
-            missing = sorted(set(settlements) - {row.id for row in claimed})
-            raise Conflict(f"hold {missing[0]} is already settled or unknown", code="hold_settled",
-                           details={"holds": missing})
-        order = list(settlements)
-        entries, used_of = [], {}
-        for row in sorted(claimed, key=lambda r: order.index(r.id)):  # the ledger in the call's order
-            actual, tokens, cost, details, wanted = settlements[row.id]
-            counted = bool(row.applied)
-            delta = actual - (row.amount if counted else 0)
-            values = entitlements._move(session, row.buckets, delta) if delta else []
-            journalled = values is None
-            applied = (not counted) if journalled else True
-            if applied != counted:
-                session.connection().execute(_HOLD_APPLIED, {"id": row.id, "applied": applied})
-            entries.append({"idempotency_key": f"hold:{row.id}", "kind": "commit", "subject": row.subject,
-                            "member": row.member, "feature": row.feature, "period_start": row.period_start,
-                            "amount": actual, "tokens": tokens, "cost": cost, "buckets": row.buckets,
-                            "details": dict(details), "created_at": now, "applied": not journalled})
-            if wanted:
-                used_of[row.id] = values[0] if values else entitlements._used(
-                    session, row.subject, row.feature, row.period_start, row.buckets)
-        session.connection().execute(_LEDGER_INSERT, entries)
-        return used_of
 
     def _warn(self, session: Any, gate: _Gate, feature: str, used: int, actual: int, limit: int) -> None:
         threshold = gate.warning_ratio * limit

@@ -2,7 +2,7 @@
 
 A key is encrypted with PyNaCl's SecretBox under a key derived from the master secret for
 the purpose ``ai-vault:<workspace>``, so a ciphertext copied into another workspace's row
-cannot be decrypted there. Nothing ever returns a stored key except :meth:`Vault.key_for`,
+cannot be decrypted there. Nothing ever returns a stored key except :meth:`Vault.key_for` and :meth:`Vault.open`,
 which the AI service calls to hand it to the provider for one request.
 """
 
@@ -106,7 +106,13 @@ class Vault:
             return None
         row = session.scalar(select(AICredential.ciphertext).where(AICredential.workspace == workspace,
                                                                    AICredential.provider == provider))
-        return None if row is None else self._kernel.secrets.decrypt(_purpose(workspace), row)
+        return None if row is None else self.open(workspace, row)
+
+    def open(self, workspace: str, ciphertext: str) -> str:
+        """The clear key of a ``ciphertext`` read from ``workspace``'s row (the AI service reads
+        the row together with the rest of an admission, in one statement); a ciphertext of
+        another workspace does not decrypt."""
+        return self._kernel.secrets.decrypt(_purpose(workspace), ciphertext)
 
     def erase_workspace(self, session: Session, workspace: str) -> int:
         """Delete every key of a workspace being deleted; return how many."""

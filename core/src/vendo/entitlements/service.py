@@ -126,10 +126,15 @@ _ASSIGNED = "vendo.entitlements.assigned"
 _LISTENING = "vendo.entitlements.listening"
 
 _HOLDS = Hold.__table__.c
-#: Claim a held hold for settlement (a Core statement: the ORM's bulk-update path costs ~1 ms here).
-_CLAIM_HOLD = Hold.__table__.update() \
-    .where(_HOLDS.id == bindparam("hold_id"), _HOLDS.status == "held") \
-    .values(status=bindparam("new_status"), settled_at=bindparam("settled")).returning(_HOLDS.applied)
+#: Claim several held holds at once, returning what their settlement needs.
+_CLAIM_HOLDS = Hold.__table__.update() \
+    .where(_HOLDS.id.in_(bindparam("ids", expanding=True)), _HOLDS.status == "held") \
+    .values(status=bindparam("new_status"), settled_at=bindparam("settled")) \
+    .returning(_HOLDS.id, _HOLDS.applied, _HOLDS.amount, _HOLDS.buckets, _HOLDS.subject, _HOLDS.member,
+               _HOLDS.feature, _HOLDS.period_start)
+_HOLD_STATUS = select(_HOLDS.id, _HOLDS.status).where(_HOLDS.id.in_(bindparam("ids", expanding=True)))
+_HOLD_APPLIED = Hold.__table__.update().where(_HOLDS.id == bindparam("hold_id")).values(applied=bindparam("applied"))
+_HOLD_INSERT = Hold.__table__.insert()
 
 
 def _is_workspace(subject: str) -> bool:
@@ -294,6 +299,19 @@ class Entitlements:
             return catalog, plan, None, assignment
         current = self.catalog(None, session)
         return current, current.default_plan, plan, assignment
+
+    def plan_state(self, subject: str, session: Session | None = None) -> tuple[Catalog, Plan, Plan | None, Any] | None:
+        """``(catalog, effective plan, inactive paid plan or None, assignment row or None)`` for
+        ``subject`` now, read in ``session``'s transaction (its own uncommitted assignments
+        included). Without a ``session``, from the plan cache alone: no database access (safe
+        on an event loop), ``None`` when the cache has nothing fresh. Pass the answer to
+        :meth:`hold_many` as ``planned`` to read the plan once for several features.
+
+        :raises NotFound: ``no_catalog``.
+        """
+        if not subject:
+            raise InvalidInput("subject is required", code="invalid_subject")
+        return self._plan_of(session, subject, self._kernel.now())
 
     def plan(self, subject: str) -> Plan:
         """The plan in effect for ``subject`` now: its own while active, else the current
@@ -615,10 +633,8 @@ class Entitlements:
 
         :raises CounterStoreUnavailable: the store is unreachable and the feature fails closed.
         """
-        _positive(estimate, "estimate")
-        _valid_ttl(ttl)
         with self._transaction() as session:
-            return self._hold(session, subject, feature, estimate, member, ttl)
+            return self.hold_many(session, subject, [(feature, estimate)], member=member, ttl=ttl)[0]
 
     def reserve_many(self, subject: str, estimates: list[tuple[str, int]], *, member: str | None = None,
                      ttl: float = 300.0) -> list[Decision]:
@@ -629,114 +645,188 @@ class Entitlements:
 
         :raises CounterStoreUnavailable: the store is unreachable and a feature fails closed.
         """
+        with self._transaction() as session:
+            return self.hold_many(session, subject, estimates, member=member, ttl=ttl)
+
+    def hold_many(self, session: Session, subject: str, estimates: list[tuple[str, int]], *,
+                  member: str | None = None, ttl: float = 300.0,
+                  planned: tuple[Catalog, Plan, Plan | None, Any] | None = None) -> list[Decision]:
+        """:meth:`reserve_many` in ``session``'s transaction (a caller batching its writes, such
+        as the AI service's group commit): all or none, one decision per estimate, or the
+        refused decision alone (``[decision]``) with nothing held and every counter this call
+        moved moved back. Core statements: one conditional counter move per bucket and one
+        multi-row insert of the holds. ``planned``: :meth:`plan_state`'s answer read in this
+        transaction. The holds count once the transaction commits.
+
+        :raises CounterStoreUnavailable: the store is unreachable and a feature fails closed;
+            ``session``'s transaction must then roll back (so must it on any other error).
+        """
         for _feature, estimate in estimates:
             _positive(estimate, "estimate")
         _valid_ttl(ttl)
-        try:
-            with self._transaction() as session:
-                decisions = []
-                if not subject:
-                    raise InvalidInput("subject is required", code="invalid_subject")
-                planned = self._plan_of(session, subject, self._kernel.now())
-                for feature, estimate in estimates:
-                    decision = self._hold(session, subject, feature, estimate, member, ttl, planned)
-                    if not decision.allowed:
-                        raise _Refusal(decision)
-                    decisions.append(decision)
-                return decisions
-        except _Refusal as refusal:  # the transaction rolled back: the holds taken before are gone
-            return [refusal.decision]
+        if not subject:
+            raise InvalidInput("subject is required", code="invalid_subject")
+        planned = planned or self._plan_of(session, subject, self._kernel.now())
+        store = self._store
+        decisions: list[Decision] = []
+        rows: list[dict[str, Any]] = []
+        moved: list[tuple[list[Bucket], int]] = []
+        journalled: list[str] = []  # holds inserted at once (store unreachable): their fallback reads them
+        refusal: Decision | None = None
+        for feature, estimate in estimates:
+            ctx = self._context(session, subject, feature, member, planned)
+            if not self._granted(ctx):
+                refusal = self._evaluate(session, ctx, estimate)
+                break
+            row = {"id": f"hold_{uuid.uuid4().hex}", "subject": subject, "member": member, "feature": feature,
+                   "period_start": ctx.start, "amount": estimate, "buckets": [b.key for b in ctx.buckets],
+                   "status": "held", "expires_at": ctx.now + timedelta(seconds=ttl), "created_at": ctx.now,
+                   "settled_at": None, "applied": True}
+            try:
+                values = store.try_add(session, ctx.buckets, estimate)
+            except CounterStoreUnavailable:
+                if ctx.definition.policy == "fail_closed":
+                    raise
+                row["applied"] = False  # counted by the journal once the store is back
+                session.connection().execute(_HOLD_INSERT, row)
+                journalled.append(row["id"])
+                decision = self._fallback(session, ctx, estimate)
+            else:
+                if values is None:
+                    refusal = self._evaluate(session, ctx, estimate, refused=True)
+                    break
+                moved.append((ctx.buckets, estimate))
+                rows.append(row)
+                decision = self._decision(ctx, values[0], estimate, True)
+            decision.hold_id = row["id"]
+            decisions.append(decision)
+        if refusal is not None:  # all or none: give back what this call took
+            for buckets, estimate in reversed(moved):
+                store.add(session, [Bucket(b.key, None) for b in buckets], -estimate)
+            if journalled:
+                session.connection().execute(delete(Hold).where(Hold.id.in_(journalled)))
+            return [refusal]
+        if rows:
+            session.connection().execute(_HOLD_INSERT, rows)
+        return decisions
 
-    def _hold(self, session: Session, subject: str, feature: str, estimate: int, member: str | None,
-              ttl: float, planned: tuple[Catalog, Plan, Plan | None, Any] | None = None) -> Decision:
-        ctx = self._context(session, subject, feature, member, planned)
-        if not self._granted(ctx):
-            return self._evaluate(session, ctx, estimate)
-        hold = Hold(id=f"hold_{uuid.uuid4().hex}", subject=subject, member=member, feature=feature,
-                    period_start=ctx.start, amount=estimate, buckets=[b.key for b in ctx.buckets],
-                    status="held", expires_at=ctx.now + timedelta(seconds=ttl), created_at=ctx.now,
-                    applied=True)
-        try:
-            values = self._store.try_add(session, ctx.buckets, estimate)
-        except CounterStoreUnavailable:
-            if ctx.definition.policy == "fail_closed":
-                raise
-            hold.applied = False  # counted by the journal once the store is back
-            session.add(hold)
-            session.flush()
-            decision = self._fallback(session, ctx, estimate)
-            decision.hold_id = hold.id
-            return decision
-        if values is None:
-            return self._evaluate(session, ctx, estimate, refused=True)
-        session.add(hold)
-        decision = self._decision(ctx, values[0], estimate, True)
-        decision.hold_id = hold.id
-        return decision
+    def _claim(self, session: Session, hold_ids: list[str], status: str) -> dict[str, Any]:
+        """Claim held holds for ``status`` in one statement; return their rows by id (with
+        ``applied``, read in the same statement, so the journal cannot move them meanwhile).
 
-    def _settle(self, session: Session, hold_id: str, status: str) -> tuple[Hold, bool]:
-        """Claim a held hold for ``status``; return it and whether the store counts its amount
-        (read in the same statement as the claim, so the journal cannot move it meanwhile)."""
-        counted = session.execute(_CLAIM_HOLD, {"hold_id": hold_id, "new_status": status,
-                                                "settled": self._kernel.now()}).scalar()
-        hold = session.get(Hold, hold_id)
-        if hold is None:
-            raise NotFound(f"no hold {hold_id}", code="unknown_hold")
-        if counted is None:
-            raise Conflict(f"hold {hold_id} is already {hold.status}", code="hold_settled")
-        return hold, bool(counted)
+        :raises NotFound: ``unknown_hold``.
+        :raises Conflict: ``hold_settled`` (settled before, or twice in this call); the
+            transaction must then roll back.
+        """
+        connection = session.connection()
+        claimed = {row.id: row for row in connection.execute(
+            _CLAIM_HOLDS, {"ids": hold_ids, "new_status": status, "settled": self._kernel.now()})}
+        if len(claimed) == len(hold_ids):
+            return claimed
+        statuses = dict(connection.execute(_HOLD_STATUS, {"ids": hold_ids}).all())
+        for hold_id in hold_ids:
+            if hold_id not in statuses:
+                raise NotFound(f"no hold {hold_id}", code="unknown_hold")
+            if hold_id not in claimed:
+                raise Conflict(f"hold {hold_id} is already {statuses[hold_id]}", code="hold_settled")
+        duplicate = next(h for h in hold_ids if hold_ids.count(h) > 1)
+        raise Conflict(f"hold {duplicate} is settled twice in one call", code="hold_settled")
 
     def commit(self, hold_id: str, actual: int, *, tokens: int = 0, cost: float = 0.0,
                metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         """Settle a hold at the ``actual`` units used (0 or more): the difference with the
         estimate is given back, or added (the work was done). Recorded in the ledger once;
         journalled when the store is unreachable."""
-        _valid_actual(actual)
         with self._transaction() as session:
-            return self._commit(session, hold_id, actual, tokens, cost, metadata)
+            return self.commit_holds(session, [(hold_id, actual, tokens, cost, metadata)])[0]
 
     def commit_many(self, settlements: list[tuple[str, int, int, float, dict[str, Any] | None]]) -> list[dict[str, Any]]:
         """:meth:`commit` several holds in one transaction; each settlement is
         ``(hold_id, actual, tokens, cost, metadata)``."""
+        with self._transaction() as session:
+            return self.commit_holds(session, settlements)
+
+    def commit_holds(self, session: Session, settlements: list[tuple[str, int, int, float, dict[str, Any] | None]],
+                     *, usage: Any = None) -> list[dict[str, Any]]:
+        """:meth:`commit_many` in ``session``'s transaction, in Core statements: one UPDATE ...
+        RETURNING claims every hold, one counter move per hold whose actual differs from what
+        the store counts, one multi-row ledger insert (a ``commit`` entry keyed ``hold:<id>``
+        at the actual amount per hold, in the given order). Journalled when the store is
+        unreachable, like :meth:`commit`. Returns :meth:`commit`'s answer per settlement.
+
+        :param usage: the hold ids whose answer needs ``used`` even when no counter moved (a
+            read each); ``None``: all of them. For the others ``used`` is ``None`` then.
+        :raises NotFound: ``unknown_hold``.
+        :raises Conflict: ``hold_settled``. On either error nothing of the call is committed
+            once ``session``'s transaction (or savepoint) rolls back, as it must.
+        """
         for settlement in settlements:
             _valid_actual(settlement[1])
-        with self._transaction() as session:
-            return [self._commit(session, hold_id, actual, tokens, cost, metadata)
-                    for hold_id, actual, tokens, cost, metadata in settlements]
-
-    def _commit(self, session: Session, hold_id: str, actual: int, tokens: int, cost: float,
-                metadata: dict[str, Any] | None) -> dict[str, Any]:
-        hold, counted = self._settle(session, hold_id, "committed")
-        delta = actual - (hold.amount if counted else 0)
-        values = self._move(session, hold.buckets, delta) if delta else []
-        journalled = values is None
-        # Unreachable: the ledger entry (+actual) waits in the journal, and so does taking the
-        # estimate back (the hold's flag flips). A hold never counted is in step once settled.
-        hold.applied = not counted if journalled else True
-        session.add(LedgerEntry(
-            idempotency_key=f"hold:{hold.id}", kind="commit", subject=hold.subject, member=hold.member,
-            feature=hold.feature, period_start=hold.period_start, amount=actual, tokens=tokens, cost=cost,
-            buckets=hold.buckets, details=dict(metadata or {}), created_at=self._kernel.now(),
-            applied=not journalled,
-        ))
-        session.flush()
-        used = values[0] if values else self._used(session, hold.subject, hold.feature, hold.period_start,
-                                                    hold.buckets)
-        return {"hold_id": hold.id, "committed": actual, "released": max(hold.amount - actual, 0),
-                "used": used, "fallback": journalled}
+        claimed = self._claim(session, [s[0] for s in settlements], "committed")
+        connection = session.connection()
+        now = self._kernel.now()
+        entries, moves = [], []
+        for hold_id, actual, tokens, cost, metadata in settlements:
+            row = claimed[hold_id]
+            counted = bool(row.applied)
+            delta = actual - (row.amount if counted else 0)
+            values = self._move(session, row.buckets, delta) if delta else []
+            journalled = values is None
+            # Unreachable: the ledger entry (+actual) waits in the journal, and so does taking the
+            # estimate back (the hold's flag flips). A hold never counted is in step once settled.
+            applied = (not counted) if journalled else True
+            if applied != counted:
+                connection.execute(_HOLD_APPLIED, {"hold_id": hold_id, "applied": applied})
+            entries.append({"idempotency_key": f"hold:{hold_id}", "kind": "commit", "subject": row.subject,
+                            "member": row.member, "feature": row.feature, "period_start": row.period_start,
+                            "amount": actual, "tokens": tokens, "cost": cost, "buckets": row.buckets,
+                            "details": dict(metadata or {}), "created_at": now, "applied": not journalled})
+            moves.append((row, actual, values))
+        connection.execute(_LEDGER_INSERT, entries)
+        results = []
+        for row, actual, values in moves:
+            if values:
+                used = values[0]
+            elif usage is None or row.id in usage:
+                used = self._used(session, row.subject, row.feature, row.period_start, row.buckets)
+            else:
+                used = None
+            results.append({"hold_id": row.id, "committed": actual, "released": max(row.amount - actual, 0),
+                            "used": used, "fallback": values is None})
+        return results
 
     def release(self, hold_id: str) -> dict[str, Any]:
         """Give a hold's units back (the work did not happen); journalled when the store is
         unreachable."""
         with self._transaction() as session:
-            hold, counted = self._settle(session, hold_id, "released")
-            values = self._move(session, hold.buckets, -hold.amount) if counted else []
+            return self.release_holds(session, [hold_id])[0]
+
+    def release_holds(self, session: Session, hold_ids: list[str], *, usage: bool = True) -> list[dict[str, Any]]:
+        """:meth:`release` several holds in ``session``'s transaction (one UPDATE ... RETURNING
+        claims them all, then a counter move per hold the store counts); :meth:`release`'s
+        answer per hold. ``usage=False`` leaves ``used`` out (``None``) where no counter moved.
+
+        :raises NotFound: ``unknown_hold``.
+        :raises Conflict: ``hold_settled``; the transaction must then roll back.
+        """
+        claimed = self._claim(session, list(hold_ids), "released")
+        connection = session.connection()
+        results = []
+        for hold_id in hold_ids:
+            row = claimed[hold_id]
+            counted = bool(row.applied)
+            values = self._move(session, row.buckets, -row.amount) if counted else []
             journalled = values is None
-            hold.applied = not journalled
-            session.flush()
-            used = values[0] if values else self._used(session, hold.subject, hold.feature, hold.period_start,
-                                                        hold.buckets)
-            return {"hold_id": hold.id, "released": hold.amount, "used": used, "fallback": journalled}
+            if (not journalled) != counted:
+                connection.execute(_HOLD_APPLIED, {"hold_id": hold_id, "applied": not journalled})
+            if values:
+                used = values[0]
+            elif usage:
+                used = self._used(session, row.subject, row.feature, row.period_start, row.buckets)
+            else:
+                used = None
+            results.append({"hold_id": hold_id, "released": row.amount, "used": used, "fallback": journalled})
+        return results
 
     def release_expired(self) -> int:
         """Release every hold past its expiry; return how many."""
@@ -1013,14 +1103,6 @@ def _assignments_rolled_back(session: Session, previous_transaction: Any) -> Non
     on a savepoint's rollback: the outer transaction may still commit earlier assignments)."""
     if previous_transaction.parent is None:
         session.info.pop(_ASSIGNED, None)
-
-
-class _Refusal(Exception):
-    """Raised inside :meth:`Entitlements.reserve_many`'s transaction to roll it back."""
-
-    def __init__(self, decision: Decision) -> None:
-        super().__init__(decision.message)
-        self.decision = decision
 
 
 def _valid_ttl(ttl: float) -> None:
