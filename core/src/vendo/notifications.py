@@ -18,10 +18,20 @@ never attempted (the dispatcher only claims routes it can serve): it is listed b
 ``vendo outbox list --type notification.requested``, its content shown by
 ``vendo outbox show EVENT_ID`` (an operator may deliver a license key by hand), and it
 goes out as soon as a notifier of the channel is installed and configured.
+
+Secrets (a license key, a password-reset link) never sit in clear in the outbox: a caller
+passes them as ``secret_context``, which is sealed (authenticated encryption under a key
+derived from the master secret, purpose ``notifications:sealed-context``) into the payload's
+``sealed`` field. Only the notifier sees them, merged into :attr:`vendo.Notification.context`
+at delivery; ``vendo outbox list`` and ``show``, subscribers of ``notification.requested``
+and database dumps see the ciphertext. A notification sealed under a master secret that has
+been replaced since cannot be opened: its delivery fails (``decryption_failed``) and is
+retried, then ends ``dead``, rather than being sent without its secret.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -39,6 +49,10 @@ ROUTE_PREFIX = "notify:"
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
 _TEMPLATE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII without spaces: safe in a header
+#: The purpose of the key that seals notifications' secret context.
+SEALED_PURPOSE = "notifications:sealed-context"
+#: The longest ``sealed`` field accepted (base64 text).
+MAX_SEALED = 64_000
 
 
 def dedup_key(idempotency_key: str) -> str:
@@ -74,11 +88,18 @@ def check_request(payload: Mapping[str, Any] | None) -> dict[str, Any]:
     if not isinstance(key, str) or not _KEY.match(key):
         raise InvalidInput("notification idempotency_key must be 1 to 200 printable characters without spaces",
                            code="invalid_notification")
-    extra = set(data) - {"channel", "to", "template", "context", "idempotency_key"}
+    sealed = data.get("sealed")
+    if sealed is not None and (not isinstance(sealed, str) or not 0 < len(sealed) <= MAX_SEALED):
+        raise InvalidInput("notification 'sealed' must be the text Notifications.seal returns",
+                           code="invalid_notification")
+    extra = set(data) - {"channel", "to", "template", "context", "idempotency_key", "sealed"}
     if extra:
         raise InvalidInput(f"unknown notification fields: {', '.join(sorted(extra))}", code="invalid_notification")
-    return {"channel": channel, "to": to.strip(), "template": template, "context": dict(context),
-            "idempotency_key": key}
+    normalised = {"channel": channel, "to": to.strip(), "template": template, "context": dict(context),
+                  "idempotency_key": key}
+    if sealed is not None:
+        normalised["sealed"] = sealed
+    return normalised
 
 
 class Notifications:
@@ -88,15 +109,60 @@ class Notifications:
         self._kernel = kernel
 
     def request(self, session: Session, *, to: str, template: str, context: Mapping[str, Any],
-                idempotency_key: str, channel: str = "email") -> Event:
+                idempotency_key: str, channel: str = "email",
+                secret_context: Mapping[str, Any] | None = None) -> Event:
         """Publish ``notification.requested`` in ``session``'s transaction (once per key).
 
+        :param context: the template's values, stored in clear (shown by ``vendo outbox show``).
+        :param secret_context: more template values that are secrets (a license key, a link
+            carrying a token): sealed at rest in the payload's ``sealed`` field, handed to the
+            notifier merged into the context, never stored or shown in clear.
         :return: the event; for a key already used, the first event (nothing new is published).
-        :raises InvalidInput: bad address, channel, template, context or key.
+        :raises InvalidInput: bad address, channel, template, context or key; a name in both
+            ``context`` and ``secret_context``.
         """
-        payload = {"channel": channel, "to": to, "template": template, "context": context,
-                   "idempotency_key": idempotency_key}
+        payload: dict[str, Any] = {"channel": channel, "to": to, "template": template, "context": context,
+                                   "idempotency_key": idempotency_key}
+        if secret_context:
+            if not isinstance(context, Mapping) or not isinstance(secret_context, Mapping):
+                raise InvalidInput("notification context and secret_context must be objects",
+                                   code="invalid_notification")
+            both = sorted(set(context) & set(secret_context))
+            if both:
+                raise InvalidInput(f"notification values both in clear and secret: {', '.join(both)}",
+                                   code="invalid_notification")
+            payload["sealed"] = self.seal(secret_context)
         return self._kernel.outbox.publish(session, NOTIFICATION_REQUESTED, payload)
+
+    def seal(self, values: Mapping[str, Any]) -> str:
+        """Encrypt template values for a notification's ``sealed`` field.
+
+        :raises InvalidInput: values that are not JSON-serialisable.
+        """
+        try:
+            text = json.dumps({str(k): v for k, v in values.items()}, allow_nan=False, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"notification secret_context is not JSON-serialisable: {exc}",
+                               code="invalid_notification") from None
+        return self._kernel.secrets.encrypt(SEALED_PURPOSE, text)
+
+    def unseal(self, sealed: str | None) -> dict[str, Any]:
+        """The values :meth:`seal` encrypted (``{}`` for ``None``).
+
+        :raises InvalidInput: ``decryption_failed`` (altered, or sealed under another master secret).
+        """
+        if not sealed:
+            return {}
+        values = json.loads(self._kernel.secrets.decrypt(SEALED_PURPOSE, sealed))
+        return values if isinstance(values, dict) else {}
+
+    def context_of(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """A ``notification.requested`` payload's whole template context, its sealed values
+        opened: what the notifier renders. Never log it.
+
+        :raises InvalidInput: ``decryption_failed``.
+        """
+        return {**dict(payload.get("context") or {}), **self.unseal(payload.get("sealed"))}
 
     def link(self, template: str, **values: str) -> str:
         """A link for an email: ``template`` (e.g. ``{public_url}/reset-password?token={token}``)
@@ -131,6 +197,6 @@ class Notifications:
         payload = event.payload
         await notifier.send(Notification(
             id=event.id, channel=channel, to=payload["to"], template=payload["template"],
-            context=payload.get("context") or {}, idempotency_key=payload["idempotency_key"],
+            context=self.context_of(payload), idempotency_key=payload["idempotency_key"],
             attempt=event.attempt,
         ))
