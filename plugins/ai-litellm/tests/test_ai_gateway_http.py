@@ -384,3 +384,29 @@ async def test_an_abandoned_in_process_stream_counts_what_was_produced(make_gate
     [entry] = gw.ledger(feature="ai_chat")
     assert entry.details["abandoned"] is True and entry.details["completion_tokens"] == 1
     assert gw.used("ai_tokens") == entry.tokens  # of the 50 completion tokens reserved, one is kept
+
+
+def test_an_api_key_pays_only_while_its_creator_may_use_metered_features(make_gateway) -> None:
+    """The membership behind an API key is checked inside the admission write: a creator
+    demoted to VIEWER gets 403 with nothing held or recorded, one removed gets 401."""
+    gw = make_gateway("pro")
+    with gw.kernel.session() as session:
+        gw.kernel.identity.change_role(session, gw.owner.id, gw.team, gw.member.id, "ADMIN")
+    key = gw.create_key(gw.member, gw.team)
+    headers = {"Authorization": f"Bearer {key}"}
+    answer = gw.http.post("/v1/chat/completions", json={"model": "fast", "messages": HELLO}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    [entry] = gw.ledger(feature="ai_chat")
+    assert entry.member == gw.member.id and entry.details["api_key"]
+
+    with gw.kernel.session() as session:
+        gw.kernel.identity.change_role(session, gw.owner.id, gw.team, gw.member.id, "VIEWER")
+    refused = gw.http.post("/v1/chat/completions", json={"model": "fast", "messages": HELLO}, headers=headers)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "insufficient_role"
+    assert len(gw.ledger(feature="ai_chat")) == 1 and gw.used("ai_chat") == 1
+
+    with gw.kernel.session() as session:
+        gw.kernel.identity.remove_member(session, gw.owner.id, gw.team, gw.member.id)
+    gone = gw.http.post("/v1/chat/completions", json={"model": "fast", "messages": HELLO}, headers=headers)
+    assert gone.status_code == 401 and gone.json()["error"]["code"] == "invalid_api_key"
+    assert len(gw.ledger(feature="ai_chat")) == 1 and gw.used("ai_chat") == 1
