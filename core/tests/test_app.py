@@ -137,7 +137,7 @@ def test_health_reports_database_and_plugins(app_for) -> None:
     with TestClient(app_for({"shop": Shop()})) as client:
         body = client.get("/api/health").json()
     assert body["status"] == "ok"
-    assert body["database"]["ok"] is True and body["database"]["migrations"]["current"] == ["vendo_0008"]
+    assert body["database"]["ok"] is True and body["database"]["migrations"]["current"] == ["vendo_0009"]
     assert {p["name"]: p["status"] for p in body["plugins"]} == {"core": "ok", "shop": "ok"}
 
 

@@ -24,7 +24,7 @@ KERNEL_TABLES = {"vendo_outbox_events", "vendo_outbox_deliveries", "vendo_users"
                  "vendo_usage_holds", "vendo_billing_customers", "vendo_billing_subscriptions",
                  "vendo_billing_events", "vendo_billing_invoices", "vendo_billing_prices", "vendo_billing_checkouts",
                  "vendo_ai_credentials", "vendo_ai_key_budgets"}
-KERNEL_HEAD = "vendo_0008"
+KERNEL_HEAD = "vendo_0009"
 
 PLUGIN_REVISION = textwrap.dedent(
     '''

@@ -193,6 +193,24 @@ async def run_usage_journal(kernel: Kernel, stop: asyncio.Event, interval: float
             pass
 
 
+async def run_usage_reports(kernel: Kernel, stop: asyncio.Event, interval: float) -> None:
+    """Until ``stop`` is set, every ``interval`` seconds: push the usage billed by usage-based
+    prices to the billing providers (:meth:`vendo.billing.service.Billing.report_usage`).
+    Failures are kept for the next run and logged; nothing here stops the server."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+            return
+        except asyncio.TimeoutError:
+            pass
+        try:
+            await kernel.billing.report_usage()
+        except VendoError as exc:  # no provider or no catalog: nothing to report by
+            log.debug("usage reports skipped: %s", exc.message)
+        except Exception:
+            log.exception("reporting usage to the billing provider failed")
+
+
 def _install_ai_gateway(app: FastAPI, kernel: Kernel, templates: dict[int, str]) -> None:
     """Mount the OpenAI-compatible ``/v1`` routes of :mod:`vendo.ai` when an AI provider is
     registered, unless a plugin already serves one of those paths (its routes win; logged)."""
@@ -229,6 +247,10 @@ def create_app(kernel: Kernel | None = None, *, settings: Settings | None = None
         if kernel.settings.outbox.dispatch_in_server:
             dispatcher = asyncio.create_task(kernel.outbox.run(stop), name="vendo-outbox")
         journal = asyncio.create_task(run_usage_journal(kernel, stop, JOURNAL_INTERVAL), name="vendo-usage-journal")
+        reports = None
+        if kernel.settings.billing.usage_report_interval > 0 and kernel.providers.registered("billing"):
+            reports = asyncio.create_task(run_usage_reports(kernel, stop, kernel.settings.billing.usage_report_interval),
+                                          name="vendo-usage-reports")
         try:
             yield
         finally:
@@ -236,6 +258,8 @@ def create_app(kernel: Kernel | None = None, *, settings: Settings | None = None
             if dispatcher is not None:
                 await dispatcher
             await journal
+            if reports is not None:
+                await reports
             await kernel.stop()
 
     app = FastAPI(

@@ -112,6 +112,8 @@ class CheckoutRequest:
         name it again.
     :param price_key: the lookup key of the price to sell (see :class:`CatalogPrice`).
     :param customer_id: the provider's customer, when one exists already.
+    :param usage_price_keys: the lookup keys of the plan's usage-based prices sold with it
+        (line items without a quantity: billed in arrears from the usage reports).
     """
 
     subject: str
@@ -127,6 +129,7 @@ class CheckoutRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     price_key: str | None = None
     customer_id: str | None = None
+    usage_price_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,11 @@ class CatalogPrice:
     ``lookup_key`` is stable per plan *version*, interval and currency
     (``vendo:<plan>:v<version>:<interval>:<currency>``), so editing a plan creates new
     prices and never changes what existing subscribers pay.
+
+    A usage-based price names its ``metered_feature``; its lookup key ends with
+    ``:usage:<feature>``, ``unit_amount`` is the price of one unit rounded to the minor unit
+    and ``unit_amount_decimal`` the exact one (a string in minor units, e.g. ``"0.2"`` for a
+    fifth of a cent, as Stripe's ``unit_amount_decimal``).
     """
 
     lookup_key: str
@@ -168,6 +176,7 @@ class CatalogPrice:
     min_seats: int = 1
     trial_days: int = 0
     metered_feature: str | None = None
+    unit_amount_decimal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,8 @@ class SubscriptionChange:
         ``at_period_end`` the change waits for the renewal (the usual downgrade).
     :param price_key: the lookup key of the new price (plan, interval, currency).
     :param seats: the new seat quantity (``None``: keep it).
+    :param usage_price_keys: the usage-based prices the subscription bills after the change
+        (``None``: keep its usage items as they are; ``()``: none).
     """
 
     subscription_id: str
@@ -186,6 +197,7 @@ class SubscriptionChange:
     seats: int | None = None
     at_period_end: bool = False
     idempotency_key: str | None = None
+    usage_price_keys: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -222,7 +234,11 @@ class Invoice:
 
 @dataclass(frozen=True)
 class UsageReport:
-    """Metered usage pushed to a provider for usage-based prices (idempotent by key)."""
+    """Metered usage pushed to a provider for usage-based prices (idempotent by key).
+
+    ``price_key`` is the lookup key of the usage-based price the units are billed at, when
+    the kernel reports them (a provider billing by meter, like Stripe, needs only the feature).
+    """
 
     subscription_id: str
     feature: str
@@ -230,6 +246,7 @@ class UsageReport:
     timestamp: datetime
     idempotency_key: str
     customer_id: str | None = None
+    price_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -327,8 +327,10 @@ def plans_show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     for plan in catalog.ordered_plans():
         prices = ", ".join(
             f"{p.amount} {p.currency.upper()}/{p.interval}" + (f" + {p.per_seat}/seat" if p.per_seat else "")
-            for p in plan.prices
+            for p in plan.flat_prices
         ) or "free"
+        prices += "".join(f" + {p.amount} {p.currency.upper()} per {p.metered_feature} ({p.interval}ly, in arrears)"
+                          for p in plan.prices if p.metered)
         flags = " (default)" if plan.default else ""
         trial = f", {plan.trial_days}-day trial" if plan.trial_days else ""
         typer.echo(f"{plan.id}{flags}: {plan.name} - {prices}{trial}")
@@ -459,6 +461,44 @@ def billing_sync_catalog() -> None:
     for key, price_id in sorted(mapping.items()):
         typer.echo(f"{key} -> {price_id}")
     typer.echo(f"{len(mapping)} price{'s' * (len(mapping) != 1)} synced")
+
+
+@billing_app.command("report-usage")
+def billing_report_usage(
+    subject: Optional[str] = typer.Option(None, help="Only this subject's subscriptions (ws_...)."),
+    status: bool = typer.Option(False, "--status", help="Show what is billed and pending; report nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Push the usage billed by usage-based prices to the billing provider now (`vendo serve`
+    does it every [billing] usage_report_interval seconds). Exits 1 when a report failed (it
+    is kept and sent again, under the same idempotency key, by the next run)."""
+    import asyncio
+
+    kernel = _billing_kernel()
+    if status:
+        rows = kernel.billing.usage.status(subject)
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            pending = f", {row['pending_units']} pending" if row["pending_units"] else ""
+            error = f", last error: {row['last_error']}" if row["last_error"] else ""
+            typer.echo(f"{row['subject']} {row['subscription_id']} {row['feature']}: {row['billed_units']} billed "
+                       f"since {row['counted_since']}{pending}{error}")
+        if not rows:
+            typer.echo("no usage-based subscriptions")
+        return
+    results = asyncio.run(kernel.billing.report_usage(subject))
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            outcome = "reported" if result["status"] == "reported" else f"FAILED ({result['error']})"
+            typer.echo(f"{result['subject']} {result['subscription_id']} {result['feature']}: "
+                       f"{result['units']} unit(s) {outcome}")
+        typer.echo(f"{sum(r['status'] == 'reported' for r in results)} usage report(s) sent")
+    if any(r["status"] == "failed" for r in results):
+        raise typer.Exit(1)
 
 
 @billing_app.command("assign")

@@ -108,6 +108,11 @@ class BillingSettings(BaseModel):
     grace_days: int = Field(
         7, ge=0, le=90, description="Days entitlements stay on after a failed payment before they are restricted."
     )
+    usage_report_interval: float = Field(
+        60.0, ge=0, description="Seconds between two pushes of metered usage to the billing provider for "
+                                "usage-based prices while `vendo serve` runs (0: never; `vendo billing "
+                                "report-usage` pushes on demand)."
+    )
 
 
 def check_link_template(value: str, *placeholders: str) -> str:

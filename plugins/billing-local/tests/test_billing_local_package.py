@@ -31,7 +31,7 @@ def test_the_branch_upgrades_after_the_kernel_and_downgrades_alone(world) -> Non
     with kernel.engine.connect() as connection:
         status = migrations.status(kernel, connection)
         assert TABLES <= set(sa.inspect(connection).get_table_names())
-    assert status.up_to_date and "billing_local_0003" in status.current
+    assert status.up_to_date and "billing_local_0004" in status.current
     migrations.downgrade(kernel, "billing-local@base")
     with kernel.engine.connect() as connection:
         tables = set(sa.inspect(connection).get_table_names())

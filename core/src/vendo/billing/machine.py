@@ -28,6 +28,8 @@ log = logging.getLogger("vendo.billing")
 
 #: Statuses under which a subscription grants its plan (past_due only until grace ends).
 LIVE_STATUSES = ("trialing", "active", "past_due")
+#: Statuses under which a subscription bills its plan (usage during a trial is waived).
+BILLED_STATUSES = ("active", "past_due")
 _DATES = ("occurred_at", "current_period_end", "trial_end")
 _FIELDS = tuple(f.name for f in fields(BillingEvent))
 
@@ -278,6 +280,10 @@ class StateMachine:
                     days=self._kernel.settings.billing.grace_days)
         else:
             sub.grace_until = None
+        if sub.status not in BILLED_STATUSES:
+            sub.billed_since = None
+        elif previous[1] not in BILLED_STATUSES or sub.plan != previous[0] or sub.billed_since is None:
+            sub.billed_since = event.occurred_at
         sub.last_event_at, sub.updated_at = event.occurred_at, now
         self._entitle(session, subject)
         current = (sub.plan, sub.status, sub.seats, sub.current_period_end, sub.cancel_at_period_end,

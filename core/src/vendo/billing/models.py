@@ -1,5 +1,6 @@
 """Tables of the billing domain (migration ``vendo_0005``): customers, subscriptions, webhook
-events (stored raw before processing), invoices, synced prices and checkout idempotency."""
+events (stored raw before processing), invoices, synced prices and checkout idempotency; and
+(``vendo_0009``) the usage reported for usage-based prices."""
 
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ class Subscription(Model):
     trial_end: Mapped[datetime | None]
     grace_until: Mapped[datetime | None]
     scheduled_plan: Mapped[str | None] = mapped_column(String(64))
+    #: Since when the subscription bills its current plan (paid status entered or plan changed):
+    #: usage-based prices count usage from then on. ``None`` while it bills nothing (a trial).
+    billed_since: Mapped[datetime | None]
     last_event_at: Mapped[datetime]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -114,3 +118,25 @@ class CheckoutRecord(Model):
     checkout_id: Mapped[str] = mapped_column(String(255))
     url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class UsageReportState(Model):
+    """What of one subscription's metered feature is billed (see :mod:`vendo.billing.usage`):
+    the usage recorded since ``counted_since``, of which ``billed_units`` the provider accepted;
+    ``pending_*`` is the batch being reported (sent again under the same key until accepted)."""
+
+    __tablename__ = "vendo_billing_usage_reports"
+
+    provider: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    feature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    counted_since: Mapped[datetime]
+    billed_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    pending_key: Mapped[str | None] = mapped_column(String(100))
+    pending_units: Mapped[int | None] = mapped_column(BigInteger)
+    pending_price_key: Mapped[str | None] = mapped_column(String(255))
+    reported_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime]

@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vendo.billing.machine import LIVE_STATUSES, StateMachine, event_from_json, event_to_json, iso
 from vendo.billing.models import BillingCustomer, BillingPrice, CheckoutRecord, Subscription, WebhookEvent
+from vendo.billing.usage import UsageReporter, usage_lookup_key
 from vendo.capabilities import (
     BillingEvent,
     CatalogPrice,
@@ -92,6 +93,7 @@ class Billing:
     def __init__(self, kernel: Kernel) -> None:
         self._kernel = kernel
         self.machine = StateMachine(kernel)
+        self.usage = UsageReporter(kernel)
 
     # -- providers -------------------------------------------------------------------------
 
@@ -256,12 +258,24 @@ class Billing:
 
     @staticmethod
     def _catalog_price(plan: Plan, price: Price, version: int) -> CatalogPrice:
+        key = lookup_key(plan.id, version, price.interval, price.currency)
+        exact = None
+        if price.metered_feature:
+            key = usage_lookup_key(key, price.metered_feature)
+            factor = 1 if price.currency in ZERO_DECIMAL else 100
+            exact = format((price.amount * factor).normalize(), "f")
         return CatalogPrice(
-            lookup_key=lookup_key(plan.id, version, price.interval, price.currency), plan=plan.id,
+            lookup_key=key, plan=plan.id,
             plan_name=plan.name, plan_version=version, interval=price.interval, currency=price.currency,
             unit_amount=minor_units(price.amount, price.currency),
             per_seat_amount=minor_units(price.per_seat, price.currency), min_seats=price.min_seats,
-            trial_days=plan.trial_days)
+            trial_days=plan.trial_days, metered_feature=price.metered_feature, unit_amount_decimal=exact)
+
+    @staticmethod
+    def usage_price_keys(plan: Plan, version: int, interval: str, currency: str) -> tuple[str, ...]:
+        """The lookup keys of ``plan``'s usage-based prices at ``interval`` and ``currency``."""
+        base = lookup_key(plan.id, version, interval, currency)
+        return tuple(usage_lookup_key(base, p.metered_feature or "") for p in plan.usage_prices(interval, currency))
 
     async def sync_catalog(self) -> dict[str, str]:
         """Push the current catalog's prices to the active provider; store and return
@@ -289,8 +303,8 @@ class Billing:
                   seats: int) -> tuple[Plan, Price]:
         plan = catalog.plan(plan_id)  # NotFound unknown_plan
         currency = currency.lower()
-        offered = [p for p in plan.prices if p.interval == interval]
-        if not plan.prices or not offered:
+        offered = [p for p in plan.flat_prices if p.interval == interval]
+        if not plan.flat_prices or not offered:
             raise NotFound(f"plan '{plan_id}' has no {interval}ly price", code="unknown_plan",
                            details={"plan": plan_id, "interval": interval})
         price = next((p for p in offered if p.currency == currency), None)
@@ -419,7 +433,8 @@ class Billing:
             subject=subject, plan=plan, interval=interval, currency=currency, seats=seats, trial_days=trial_days,
             success_url=success_url, cancel_url=cancel_url, customer_email=email,
             idempotency_key=f"{subject}:{idempotency_key}" if idempotency_key else None,
-            metadata={"vendo_subject": subject, "vendo_plan": plan}, price_key=key, customer_id=customer_id)
+            metadata={"vendo_subject": subject, "vendo_plan": plan}, price_key=key, customer_id=customer_id,
+            usage_price_keys=self.usage_price_keys(plan_obj, version, interval, currency))
         session_info = await self._call(name, "open a checkout", lambda: provider.create_checkout(request))
 
         def record() -> dict[str, Any]:
@@ -485,14 +500,17 @@ class Billing:
         count = seats if seats is not None else sub.seats
         if target == sub.plan and count == sub.seats:
             raise InvalidInput("the subscription already has this plan and seat count", code="nothing_to_change")
+        await self._flush_usage(subject)
         interval, currency = sub.interval or "month", (sub.currency or catalog.currency)
-        self._price_of(catalog, version, target, interval, currency, count)  # refuses unknown plans, currencies
+        target_plan, _price = self._price_of(catalog, version, target, interval, currency, count)  # refuses unknown
+        # plans and currencies
         upgrade = self._monthly(catalog, target, currency, count) >= self._monthly(catalog, sub.plan, currency,
                                                                                    sub.seats)
         change = SubscriptionChange(
             subscription_id=sub.subscription_id, plan=target if target != sub.plan else None,
             price_key=lookup_key(target, version, interval, currency), seats=count if count != sub.seats else None,
-            at_period_end=not upgrade, idempotency_key=f"{subject}:{idempotency_key}" if idempotency_key else None)
+            at_period_end=not upgrade, idempotency_key=f"{subject}:{idempotency_key}" if idempotency_key else None,
+            usage_price_keys=self.usage_price_keys(target_plan, version, interval, currency.lower()))
         info = await self._call(name, "change the subscription", lambda: provider.change_subscription(change))
         # an immediate change replaces a change waiting for the renewal (providers release it)
         data = {"scheduled_plan": None if upgrade or target == sub.plan else target}
@@ -508,7 +526,7 @@ class Billing:
     def _monthly(self, catalog: Catalog, plan_id: str, currency: str, seats: int) -> Decimal:
         plan = catalog.plan(plan_id)
         best = Decimal(0)
-        for price in plan.prices:
+        for price in plan.flat_prices:
             if price.currency != currency:
                 continue
             per_month = (price.amount + price.per_seat * max(seats, price.min_seats)) / (
@@ -520,6 +538,8 @@ class Billing:
         """Cancel now or at the end of the paid period."""
         name, provider = self.provider()
         sub = await self._live_at(name, subject)
+        if not at_period_end:
+            await self._flush_usage(subject)
         await self._call(name, "cancel the subscription",
                          lambda: provider.cancel_subscription(sub.subscription_id, at_period_end))
         info = await self._call(name, "read the subscription", lambda: provider.get_subscription(sub.subscription_id))
@@ -577,10 +597,26 @@ class Billing:
         catalog, version = await run_in_threadpool(self._catalog)
         currency = (currency or catalog.currency).lower()
         plan_obj = catalog.plan(plan)
-        if plan_obj.prices:
+        if plan_obj.flat_prices:
             self._price_of(catalog, version, plan, interval, currency, seats)
         if trial and not plan_obj.trial_days:
             raise InvalidInput(f"plan '{plan}' has no trial", code="no_trial")
         await assign(subject, plan, seats=seats, trial_days=plan_obj.trial_days if trial else 0,
                      interval=interval, currency=currency)
         return await run_in_threadpool(self.subscription, subject)
+
+    # -- usage-based prices --------------------------------------------------------------------
+
+    async def report_usage(self, subject: str | None = None) -> list[dict[str, Any]]:
+        """Push the usage of metered features billed by usage-based prices to the providers
+        (every subscription, or ``subject``'s): see :mod:`vendo.billing.usage`. Returns one
+        result per batch reported or failed; failures are kept for the next run."""
+        return await self.usage.run(subject=subject)
+
+    async def _flush_usage(self, subject: str) -> None:
+        """Report the subject's usage under its current terms before they change (best effort:
+        what fails stays pending for the next run)."""
+        try:
+            await self.usage.run(subject=subject)
+        except Exception as exc:  # the change goes on; the next run reports what is left
+            log.warning("usage of %s not reported before its plan changed: %s: %s", subject, type(exc).__name__, exc)

@@ -21,6 +21,18 @@
               { interval = "year", currency = "eur", amount = "99.00" }]
     features = { semantic_search = 100, max_notebooks = "unlimited" }
 
+A price with ``metered_feature`` is usage-based: ``amount`` is charged per unit of that metered
+feature the subscriber used, billed in arrears (``kernel.billing.report_usage`` pushes the
+counted usage to the provider). It rides along the plan's flat price of the same interval and
+currency (an ``amount = 0`` flat price makes a pure pay-as-you-go plan), may be below a cent and
+has no seats::
+
+    [plans.team]
+    name = "Team"
+    prices = [{ interval = "month", currency = "eur", amount = "29.00" },
+              { interval = "month", currency = "eur", amount = "0.002", metered_feature = "semantic_search" }]
+    features = { semantic_search = "unlimited" }
+
 A feature value is ``true``/``false`` (boolean), a number or ``"unlimited"`` (limit and
 metered), or a table ``{ limit = 30, period = "lifetime", per_member = 10 }`` to override the
 period or cap each member's share of a pooled workspace quota.
@@ -131,13 +143,23 @@ class Grant(_Strict):
 
 
 class Price(_Strict):
-    """A price of a plan or add-on: ``amount`` per interval, plus ``per_seat`` for each seat."""
+    """A price of a plan or add-on: ``amount`` per interval, plus ``per_seat`` for each seat.
+
+    With ``metered_feature`` the price is usage-based: ``amount`` per unit of that feature
+    used during the period (see the module docstring).
+    """
 
     interval: Literal["month", "year"]
     currency: str = Field(..., pattern=r"^[a-z]{3}$")
     amount: Decimal = Field(..., ge=0)
     per_seat: Decimal = Field(Decimal(0), ge=0)
     min_seats: int = Field(1, ge=1)
+    metered_feature: str | None = None
+
+    @property
+    def metered(self) -> bool:
+        """Whether the price is usage-based."""
+        return self.metered_feature is not None
 
     @field_validator("currency", mode="before")
     @classmethod
@@ -246,11 +268,20 @@ class Plan(_Strict):
             object.__setattr__(self, "license", self.license.model_copy(update={"tier": self.id}))
         return self
 
+    @property
+    def flat_prices(self) -> tuple[Price, ...]:
+        """The prices charged per period (seats included), without the usage-based ones."""
+        return tuple(p for p in self.prices if not p.metered)
+
+    def usage_prices(self, interval: str, currency: str) -> tuple[Price, ...]:
+        """The usage-based prices riding along the flat price at ``interval`` and ``currency``."""
+        return tuple(p for p in self.prices if p.metered and p.interval == interval and p.currency == currency)
+
     def monthly_price(self, currency: str) -> Decimal | None:
         """The plan's monthly price in ``currency`` at its minimum seats (a twelfth of a yearly
-        one), or ``None``."""
+        one; usage-based prices left out), or ``None``."""
         for interval, divisor in (("month", 1), ("year", 12)):
-            for price in self.prices:
+            for price in self.flat_prices:
                 if price.interval == interval and price.currency == currency:
                     return (price.amount + price.per_seat * price.min_seats) / divisor
         return None
@@ -317,14 +348,42 @@ class Catalog(_Strict):
                     raise ValueError(f"plans.{plan.id}.features.{feature}: a boolean feature takes true or false")
                 if definition.kind != "metered" and (grant.period or grant.per_member is not None):
                     raise ValueError(f"plans.{plan.id}.features.{feature}: period and per_member are for metered features")
+            self._check_usage_prices(plan)
             for add_on in plan.add_ons:
                 if add_on not in self.add_ons:
                     raise ValueError(f"plans.{plan.id}.add_ons: unknown add-on '{add_on}'")
         for add_on in self.add_ons.values():
+            if any(price.metered for price in add_on.prices):
+                raise ValueError(f"add_ons.{add_on.id}.prices: usage-based prices belong to plans")
             for feature in add_on.adds:
                 if feature not in self.features or self.features[feature].kind == "boolean":
                     raise ValueError(f"add_ons.{add_on.id}.adds.{feature}: not a limit or metered feature")
         return self
+
+    def _check_usage_prices(self, plan: Plan) -> None:
+        """A usage-based price bills a metered feature the plan grants, has no seats, is the only
+        one of its feature at its interval and currency, and rides along a flat price there."""
+        seen: set[tuple[str, str, str]] = set()
+        for index, price in enumerate(plan.prices):
+            if not price.metered:
+                continue
+            where = f"plans.{plan.id}.prices.{index}"
+            feature = price.metered_feature or ""
+            definition = self.features.get(feature)
+            if definition is None or definition.kind != "metered":
+                raise ValueError(f"{where}.metered_feature: '{feature}' is not a metered feature under [features]")
+            grant = plan.features.get(feature)
+            if grant is None or not grant.enabled:
+                raise ValueError(f"{where}.metered_feature: plan '{plan.id}' does not grant '{feature}'")
+            if price.per_seat or price.min_seats != 1:
+                raise ValueError(f"{where}: a usage-based price has no per_seat or min_seats")
+            if (price.interval, price.currency, feature) in seen:
+                raise ValueError(f"{where}: '{feature}' has two usage-based {price.interval}ly "
+                                 f"{price.currency.upper()} prices")
+            seen.add((price.interval, price.currency, feature))
+            if not any(p.interval == price.interval and p.currency == price.currency for p in plan.flat_prices):
+                raise ValueError(f"{where}: a usage-based price needs a flat {price.interval}ly "
+                                 f"{price.currency.upper()} price beside it (amount = 0 for pay-as-you-go)")
 
     @property
     def default_plan(self) -> Plan:

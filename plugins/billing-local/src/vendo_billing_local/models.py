@@ -116,6 +116,10 @@ class LocalUsage(Model):
     feature: Mapped[str] = mapped_column(String(64))
     quantity: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[datetime]
+    #: The usage-based price the units bill at (its lookup key), when the kernel said.
+    price_key: Mapped[str | None] = mapped_column(String(255))
+    #: The invoice that billed these units (``None`` until the period's invoice).
+    invoice_id: Mapped[str | None] = mapped_column(String(40))
 
 
 class LocalPortal(Model):

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from calendar import monthrange
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import func as sa_func
 from sqlalchemy import select
@@ -51,6 +52,9 @@ from vendo_billing_local.models import (
 )
 
 SIGNATURE_HEADER = "vendo-local-signature"
+#: A usage-based price's lookup key (see ``vendo.CatalogPrice``).
+USAGE_KEY = re.compile(r"vendo:(?P<plan>[^:]+):v(?P<version>\d+):(?P<interval>month|year):(?P<currency>[a-z]{3})"
+                       r":usage:(?P<feature>.+)")
 ZERO_DECIMAL = frozenset({"jpy", "krw", "clp", "vnd", "xaf", "xof", "xpf", "pyg", "ugx", "rwf", "gnf", "bif",
                           "djf", "kmf", "mga", "vuv"})
 
@@ -177,7 +181,7 @@ class LocalBillingProvider:
         catalog = self._kernel.entitlements.catalog(None, session) if session is not None else \
             current_catalog(self._kernel)
         plan = catalog.plan(plan_id)
-        price = next((p for p in plan.prices if p.interval == interval and p.currency == currency), None)
+        price = next((p for p in plan.flat_prices if p.interval == interval and p.currency == currency), None)
         if price is None:
             return 0
         return _minor(price.amount + price.per_seat * max(seats, price.min_seats), currency)
@@ -294,12 +298,14 @@ class LocalBillingProvider:
         return checkout, events
 
     def _invoice_paid(self, session: Any, sub: LocalSubscription, reason: str, amount: int | None = None,
-                      checkout_id: str | None = None) -> BillingEvent:
+                      checkout_id: str | None = None, usage: Sequence[LocalUsage] = ()) -> BillingEvent:
         value = sub.amount if amount is None else amount
         invoice = LocalInvoice(id=_id("linv"), customer_id=sub.customer_id, subscription_id=sub.id, status="paid",
                                reason=reason, currency=sub.currency, amount_due=value, amount_paid=value,
                                checkout_id=checkout_id, created_at=self._kernel.now())
         session.add(invoice)
+        for row in usage:
+            row.invoice_id = invoice.id
         return self._event("invoice.paid", sub, invoice_id=invoice.id, amount=value)
 
     # -- portal --------------------------------------------------------------------------------
@@ -413,12 +419,50 @@ class LocalBillingProvider:
         return self._invoices(customer_id)
 
     async def report_usage(self, report: UsageReport) -> None:
-        """Record metered usage once per idempotency key."""
+        """Record metered usage once per idempotency key; the next period's invoice bills it
+        (:meth:`renew`)."""
+        if report.quantity < 0:
+            raise InvalidInput("usage quantities are positive", code="invalid_input", details={"field": "quantity"})
         with self._kernel.session() as session:
             if session.get(LocalUsage, report.idempotency_key) is None:
                 self._sub(session, report.subscription_id)
                 session.add(LocalUsage(idempotency_key=report.idempotency_key, subscription_id=report.subscription_id,
-                                       feature=report.feature, quantity=report.quantity, at=report.timestamp))
+                                       feature=report.feature, quantity=report.quantity, at=report.timestamp,
+                                       price_key=report.price_key))
+
+    def _unit_price(self, session: Any, sub: LocalSubscription, feature: str, price_key: str | None) -> Decimal:
+        """What one unit of ``feature`` costs ``sub``: the usage-based price ``price_key`` names
+        (``vendo:<plan>:v<version>:<interval>:<currency>:usage:<feature>``, read in that catalog
+        version), else the subscription plan's in the current catalog; 0 when none bills it."""
+        plan_id, version, interval, currency = sub.plan, None, sub.interval, sub.currency
+        match = USAGE_KEY.fullmatch(price_key or "")
+        if match is not None:
+            plan_id, version, interval, currency = match["plan"], int(match["version"]), match["interval"], \
+                match["currency"]
+        try:
+            plan = self._kernel.entitlements.catalog(version, session).plan(plan_id)
+        except NotFound:
+            return Decimal(0)
+        price = next((p for p in plan.usage_prices(interval, currency) if p.metered_feature == feature), None)
+        return price.amount if price is not None else Decimal(0)
+
+    def _usage_charge(self, session: Any, sub: LocalSubscription) -> tuple[int, list[LocalUsage]]:
+        """The usage of ``sub`` not invoiced yet, and what it costs (minor units, rounded once
+        per usage-based price)."""
+        rows = list(session.scalars(select(LocalUsage).where(LocalUsage.subscription_id == sub.id,
+                                                             LocalUsage.invoice_id.is_(None))))
+        totals: dict[tuple[str, str | None], int] = {}
+        for row in rows:
+            totals[(row.feature, row.price_key)] = totals.get((row.feature, row.price_key), 0) + row.quantity
+        amount = sum(_minor(self._unit_price(session, sub, feature, key) * units, sub.currency)
+                     for (feature, key), units in totals.items())
+        return amount, rows
+
+    def usage(self, subscription_id: str) -> list[LocalUsage]:
+        """The usage reported for a subscription, oldest first."""
+        with self._kernel.session() as session:
+            return list(session.scalars(select(LocalUsage).where(LocalUsage.subscription_id == subscription_id)
+                                        .order_by(LocalUsage.at, LocalUsage.idempotency_key)))
 
     async def sync_catalog(self, prices: list[CatalogPrice]) -> dict[str, str]:
         """Record the prices; the price id is stable per lookup key."""
@@ -483,7 +527,10 @@ class LocalBillingProvider:
                 sub = self._sub(session, subscription_id)
                 if sub.current_period_end > now or sub.status not in ("trialing", "active"):
                     continue
+                usage, usage_rows = self._usage_charge(session, sub)
                 if sub.cancel_at_period_end:
+                    if usage > 0:  # the last period's usage, billed in arrears
+                        events.append(self._invoice_paid(session, sub, "usage", amount=usage, usage=usage_rows))
                     sub.status, sub.cancel_at_period_end = "canceled", False
                     events.append(self._event("subscription.canceled", sub))
                 elif sub.status == "trialing":
@@ -502,7 +549,9 @@ class LocalBillingProvider:
                         sub.current_period_end = add_interval(sub.current_period_end, sub.interval)
                     events.append(self._event("subscription.updated", sub, data={
                         "interval": sub.interval, "currency": sub.currency, "scheduled_plan": None}))
-                    events.append(self._invoice_paid(session, sub, "subscription_cycle"))
+                    # the new period in advance, the ended period's usage in arrears
+                    events.append(self._invoice_paid(session, sub, "subscription_cycle", amount=sub.amount + usage,
+                                                     usage=usage_rows))
             await self._emit(*events)
         return len(due)
 

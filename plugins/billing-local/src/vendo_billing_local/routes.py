@@ -49,9 +49,14 @@ def build_router(kernel: Any) -> APIRouter:
         try:
             from vendo.entitlements.catalog import current_catalog
 
-            name = current_catalog(kernel).plan(checkout.plan).name
+            plan = current_catalog(kernel).plan(checkout.plan)
+            name = plan.name
+            usage = plan.usage_prices(checkout.interval, checkout.currency)
         except Exception:  # noqa: BLE001 - a plan removed since: show its id
-            name = checkout.plan
+            name, usage = checkout.plan, ()
+        for price in usage:  # usage-based prices: billed in arrears with each renewal
+            due += (f"<br>plus {escape(str(price.amount))} {escape(price.currency.upper())} per "
+                    f"{escape(price.metered_feature or '')} used, billed at the end of each {escape(price.interval)}")
         content = (
             f"<table><tr><th>Plan</th><td>{escape(name)}</td></tr>"
             f"<tr><th>Seats</th><td>{checkout.seats}</td></tr>"
