@@ -6,7 +6,8 @@ vendo-email-smtp pointed at a real aiosmtpd server on loopback) sells QoreDB Pro
 
 sign up → checkout for Pro → Pay on the local checkout page → the signed webhook is ingested
 → the key is issued, emailed (parsed out of the message the SMTP server received) and shown
-at `GET /api/v1/licenses/checkout/{checkout_id}` → activated in the example app
+on Vendo's HTML confirmation page the checkout redirected to (its success URL a confirmation
+ticket) and at `GET /api/v1/licenses/checkout/{checkout_id}` → activated in the example app
 (`activate_from_key`) → a Pro feature works offline (server stopped, the app run as a
 process) → `vendo billing-local refund` → the signed revocation list blocks the key in the app.
 
@@ -29,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -131,24 +133,43 @@ def app(tmp_path: Path, shop: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return module
 
 
-def buy_pro(server: Any, client: httpx.Client) -> tuple[str, str]:
-    """Sign up with ``client`` (signed in afterwards) and pay for Pro on the local checkout
-    page: (workspace, checkout id)."""
+def buy_pro(server: Any, client: httpx.Client) -> tuple[str, str, str]:
+    """Sign up with ``client`` (signed in afterwards), take a confirmation ticket for the
+    checkout's success URL, and pay for Pro on the local checkout page, landing (as a browser
+    would, without any credential) on Vendo's confirmation page: (workspace, checkout id,
+    confirmation page URL)."""
     tokens = client.post("/api/v1/auth/register", json={"email": BUYER, "password": "correct horse battery staple"})
     assert tokens.status_code == 201, tokens.text
     client.headers["Authorization"] = f"Bearer {tokens.json()['access_token']}"
     workspace = client.get("/api/v1/me").json()["workspaces"][0]["id"]
     client.headers["X-Vendo-Workspace"] = workspace
+    ticket = client.post("/api/v1/licenses/confirmations", json={"plan": "pro"})
+    assert ticket.status_code == 201, ticket.text
+    link = urlsplit(ticket.json()["url"])  # public_url is not set here: the server's own address
+    success_url = f"{server.url}{link.path}?{link.query}"
     checkout = client.post("/api/v1/billing/checkout", json={"plan": "pro", "interval": "year",
-                                                              "success_url": f"{server.url}/thanks",
-                                                              "cancel_url": server.url})
+                                                              "success_url": success_url, "cancel_url": server.url})
     assert checkout.status_code == 201, checkout.text
     checkout_id, url = checkout.json()["checkout_id"], checkout.json()["url"]
     page = httpx.get(url)
     assert page.status_code == 200 and "79.00 EUR per year" in page.text, page.text
     paid = httpx.post(url)  # the Pay button
-    assert paid.status_code == 303 and paid.headers["location"] == f"{server.url}/thanks", paid.text
-    return workspace, checkout_id
+    assert paid.status_code == 303 and paid.headers["location"] == success_url, paid.text
+    landed = httpx.get(paid.headers["location"])  # the key, or "being issued" while the outbox catches up
+    assert landed.status_code in (200, 202) and landed.headers["content-type"].startswith("text/html"), landed.text
+    if landed.status_code == 202:
+        assert "being issued" in landed.text and 'http-equiv="refresh"' in landed.text
+    return workspace, checkout_id, success_url
+
+
+def key_on_page(url: str) -> str | None:
+    """The key Vendo's confirmation page at ``url`` shows, once it shows one."""
+    page = httpx.get(url)
+    if page.status_code != 200:
+        return None
+    [key] = set(KEY_PATTERN.findall(page.text))
+    assert 'id="copy"' in page.text and page.headers["cache-control"] == "no-store"
+    return key
 
 
 def test_purchase_email_activation_offline_gating_refund_and_revocation(shop, app, serve) -> None:
@@ -157,7 +178,7 @@ def test_purchase_email_activation_offline_gating_refund_and_revocation(shop, ap
     assert app.run("er-diagram").returncode == 3  # Core before the purchase
 
     with httpx.Client(base_url=server.url, timeout=15) as client:
-        workspace, checkout_id = buy_pro(server, client)
+        workspace, checkout_id, confirmation_url = buy_pro(server, client)
         state = client.get("/api/v1/billing/subscription").json()
         assert state["entitled_plan"] == "pro" and state["subscription"]["status"] == "active"
         subscription_id = state["subscription"]["id"]
@@ -168,7 +189,11 @@ def test_purchase_email_activation_offline_gating_refund_and_revocation(shop, ap
         assert email.rcpt_tos == [BUYER] and email.message["To"] == BUYER
         assert email.message["Subject"] == "Your qoredb license key (pro)"
         key = key_of(email)
-        # ... and shown to the buyer on the confirmation page (nobody else: 401 without a token).
+        # ... and shown on the confirmation page the checkout redirected to: the same key.
+        assert wait_for(lambda: key_on_page(confirmation_url), "the key on the confirmation page") == key
+        guessed = httpx.get(f"{server.url}/api/v1/licenses/confirmation?checkout_id={checkout_id}")
+        assert guessed.status_code == 400 and key not in guessed.text  # the checkout id alone shows nothing
+        # ... and to the signed-in buyer over JSON (nobody else: 401 without a token).
         confirmation = client.get(f"/api/v1/licenses/checkout/{checkout_id}")
         assert confirmation.status_code == 200, confirmation.text
         shown = confirmation.json()
@@ -208,6 +233,8 @@ def test_purchase_email_activation_offline_gating_refund_and_revocation(shop, ap
 
     wait_for(revoked, "the refund to revoke the license")
     assert httpx.get(f"{server.url}/api/v1/licenses/revocations").json()["revoked"] == [license_id]
+    refunded = httpx.get(f"{server.url}{urlsplit(confirmation_url).path}?{urlsplit(confirmation_url).query}")
+    assert refunded.status_code == 410 and key not in refunded.text  # a refunded purchase shows no key
 
     # The app, still Pro offline until it fetches the signed revocation list, is blocked after.
     refreshed = app.run("refresh", "--server", server.url)
@@ -222,7 +249,7 @@ def test_replayed_checkout_webhook_issues_no_second_key_or_email_and_recovery_re
     server = serve(shop.env)
     assert server.wait_ready().status_code == 200
     with httpx.Client(base_url=server.url, timeout=15) as client:
-        _workspace, checkout_id = buy_pro(server, client)
+        _workspace, checkout_id, _confirmation_url = buy_pro(server, client)
         wait_for(lambda: key_emails(shop.smtp), "the license_key email")
         [(event_id, body, status)] = shop.webhook_rows("checkout.completed")
         assert status == "processed"
