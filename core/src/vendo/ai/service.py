@@ -20,7 +20,8 @@ Every call goes through the same steps, in-process or from the ``/v1`` routes:
    quota, or of an API key's budget, publishes ``ai.budget.warning`` through the outbox.
 
 Steps 1 to 3 are one write, and step 4 another, of the service's :class:`MeterWriter`: the
-writes of concurrent calls share one transaction (group commit, a savepoint per call), and a
+writes of concurrent calls share one transaction (group commit; a refusal leaves nothing behind, so
+no savepoint is needed per call), and a
 caller continues only once the transaction holding its write committed (see
 :mod:`vendo.ai.writer`). The plan and the route are read again inside the admission write;
 the prompt is counted before it, on the event loop, with the model resolved through the plan
@@ -55,7 +56,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vendo.ai.models import AICredential, AIKeyBudget
 from vendo.ai.vault import Vault
-from vendo.ai.writer import MeterWriter
+from vendo.ai.writer import MeterWriter, Unclean
 from vendo.capabilities import COMPENSATIONS, Bucket, ChatChunk, ChatRequest, ChatResponse, Embeddings, ModelInfo, Principal, Usage, \
     counter_key
 from vendo.entitlements.catalog import Catalog, Plan
@@ -92,6 +93,19 @@ _WORKSPACE_READ = select(
     .scalar_subquery().label("role"))
 #: How long a call's holds live before maintenance releases them (longer than any vendor timeout).
 HOLD_TTL = 900.0
+
+
+def _unclean(work: Any) -> Any:
+    """``work`` for a writer without a savepoint: any Vendo error it raises may follow writes,
+    so it is raised as :class:`Unclean` (the write then runs again alone and rolls back)."""
+
+    def run(session: Any) -> Any:
+        try:
+            return work(session)
+        except VendoError as exc:
+            raise Unclean(exc) from exc
+
+    return run
 
 
 class AIRefused(VendoError):
@@ -240,7 +254,7 @@ class AI:
         def work(session: Any) -> _Gate:
             return self._admit_in(session, table, caller, feature, requested, kind, prompt, max_tokens)
 
-        return await self._writer.run(work, orphan=self._abandoned)
+        return await self._writer.run(work, orphan=self._abandoned, savepoint=False)
 
     def _abandoned(self, gate: _Gate) -> None:
         """The caller of an admission went away before using it: give its holds back."""
@@ -296,15 +310,22 @@ class AI:
                 wanted.append((catalog.ai.token_feature, max(tokens, 1), "tokens"))
             if catalog.ai.spend_feature in catalog.features and spend > 0:
                 wanted.append((catalog.ai.spend_feature, spend, "spend"))
-        # All or none: a refusal moves back what this call held (and the write's savepoint rolls back).
-        decisions = entitlements.hold_many(session, caller.subject, [(held, amount) for held, amount, _r in wanted],
-                                           member=caller.member, ttl=HOLD_TTL, planned=planned)
-        if len(decisions) != len(wanted) or not decisions[-1].allowed:
+        # Nothing is written above this line (a refusal there leaves nothing behind: the writer
+        # needs no savepoint, see MeterWriter). The key budget first: its refusal moves nothing.
+        if not byok and caller.api_key_id and caller.workspace and monthly_usd is not None:
+            self._reserve_key_budget(session, gate, monthly_usd)
+        try:
+            decisions = entitlements.hold_many(session, caller.subject, [(held, amount) for held, amount, _r in wanted],
+                                               member=caller.member, ttl=HOLD_TTL, planned=planned)
+        except VendoError as exc:  # the store failed after moving some counters: roll the write back
+            raise Unclean(exc) from exc
+        if len(decisions) != len(wanted) or not decisions[-1].allowed:  # all or none: hold_many moved its back
+            if gate.key_budget is not None:
+                key, limit, amount = gate.key_budget
+                self._kernel.providers.get("counters").add(session, [Bucket(key, limit)], -amount)
             raise AIRefused(decisions[-1], now)
         for (held, amount, role), decision in zip(wanted, decisions):
             gate.holds[held] = (decision.hold_id or "", decision.limit, amount, role)
-        if not byok and caller.api_key_id and caller.workspace and monthly_usd is not None:
-            self._reserve_key_budget(session, gate, monthly_usd)
         return gate
 
     @staticmethod
@@ -340,7 +361,7 @@ class AI:
             return
         gate.settled = True
         try:
-            await self._writer.run(lambda session: self._release_in(session, gate))
+            await self._writer.run(_unclean(lambda session: self._release_in(session, gate)), savepoint=False)
         except Exception:
             log.warning("could not release the holds of a failed AI call: they expire on their own", exc_info=True)
 
@@ -363,7 +384,8 @@ class AI:
             return {}
         gate.settled = True
         latency_ms = round((time.perf_counter() - gate.started) * 1000.0, 3)
-        return await self._writer.run(lambda session: self._settle_in(session, gate, usage, kind, extra, latency_ms))
+        return await self._writer.run(
+            _unclean(lambda session: self._settle_in(session, gate, usage, kind, extra, latency_ms)), savepoint=False)
 
     def _settle_now(self, gate: _Gate, usage: Usage, *, kind: str, extra: Mapping[str, Any] | None = None) -> None:
         """:meth:`_settle` without awaiting (a cancelled task may not await any more): in a

@@ -9,11 +9,16 @@ arrival order, in one transaction on one worker thread, and commits once.
 
 - **Durability is unchanged**: a caller gets its result only after the COMMIT that holds its
   write.
-- **Each write is its own**: every write runs in a SAVEPOINT. One that raises a Vendo error (a
+- **Each write is its own**: a write runs in a SAVEPOINT. One that raises a Vendo error (a
   refusal, an unknown model...) is rolled back alone, with the counter-store moves it made
   outside the database (:func:`vendo.on_rollback`), and the error goes to its caller only. Any
   other error (the database failing, a deadlock), or a failed COMMIT, rolls the whole batch
   back; every write of the batch then runs again alone, in a transaction of its own.
+- **Writes that clean up after themselves** (``savepoint=False``) skip the SAVEPOINT (two
+  statements and the ORM's bookkeeping per write): such a write promises that a Vendo error it
+  raises left nothing behind. One that cannot keep the promise (it failed after writing)
+  raises :class:`Unclean` around the error instead: the batch then runs again write by write,
+  and its caller gets the error itself.
 - **Ordering**: a write sees the writes queued before it (a quota's last unit goes to exactly
   one caller).
 - **Abandoned callers**: a caller cancelled while its write is queued or running (the client
@@ -50,6 +55,7 @@ class _Write(Generic[T]):
     work: Callable[[Any], T]
     future: asyncio.Future[T]
     orphan: Callable[[T], None] | None
+    savepoint: bool = True
     ok: bool = False
     value: Any = None
 
@@ -62,6 +68,15 @@ class _Queue:
 
 class _Rerun(Exception):
     """The batch must run again write by write."""
+
+
+class Unclean(Exception):
+    """Raised by a write run with ``savepoint=False`` that failed after writing: ``error`` (a
+    Vendo error) goes to its caller once the write ran again alone and rolled back."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _compensate(undo: list[Callable[[], None]]) -> None:
@@ -84,14 +99,17 @@ class MeterWriter:
         self.batches = 0
         self.writes = 0
 
-    async def run(self, work: Callable[[Any], T], *, orphan: Callable[[T], None] | None = None) -> T:
+    async def run(self, work: Callable[[Any], T], *, orphan: Callable[[T], None] | None = None,
+                  savepoint: bool = True) -> T:
         """Run ``work(session)`` in a transaction, maybe shared with other writes; return its
-        result, or raise its error, once that transaction committed."""
+        result, or raise its error, once that transaction committed. ``savepoint=False``: the
+        write leaves nothing behind when it raises a Vendo error, else raises :class:`Unclean`
+        (see the module docstring)."""
         loop = asyncio.get_running_loop()
         queue = self._queues.get(loop)
         if queue is None:
             queue = self._queues[loop] = _Queue()
-        write: _Write[T] = _Write(work, loop.create_future(), orphan)
+        write: _Write[T] = _Write(work, loop.create_future(), orphan, savepoint)
         queue.items.append(write)
         if not queue.draining:
             queue.draining = True
@@ -159,6 +177,19 @@ class MeterWriter:
                 for write in batch:
                     own: list[Callable[[], None]] = []
                     session.info[COMPENSATIONS] = own
+                    if not write.savepoint:
+                        try:
+                            write.value = write.work(session)
+                            write.ok = True
+                        except VendoError as exc:  # nothing written, by the write's promise
+                            _compensate(own)
+                            write.ok, write.value = False, exc
+                            continue
+                        except Exception as exc:
+                            _compensate(own)
+                            raise _Rerun from exc
+                        kept.extend(own)
+                        continue
                     savepoint = session.begin_nested()
                     try:
                         write.value = write.work(session)
@@ -191,6 +222,6 @@ class MeterWriter:
                 value = write.work(session)
         except Exception as exc:
             _compensate(undo)
-            write.ok, write.value = False, exc
+            write.ok, write.value = False, exc.error if isinstance(exc, Unclean) else exc
             return
         write.ok, write.value = True, value
