@@ -332,8 +332,10 @@ class StripeStandIn:
             tiers = [{"up_to": None if t["up_to"] == "inf" else int(t["up_to"]),
                       "flat_amount": int(t.get("flat_amount", 0)), "unit_amount": int(t.get("unit_amount", 0))}
                      for t in p["tiers"]]
-        elif p.get("unit_amount") is None:
+        elif p.get("unit_amount") is None and p.get("unit_amount_decimal") is None:
             raise StandInError(400, "Missing required param: unit_amount.", param="unit_amount")
+        elif p.get("unit_amount") is not None and p.get("unit_amount_decimal") is not None:
+            raise StandInError(400, "You may only specify one of these parameters: unit_amount, unit_amount_decimal.")
         key = p.get("lookup_key")
         if key and any(x["lookup_key"] == key for x in self._of("price")):
             raise StandInError(400, f"A price (`{key}`) already uses that lookup key.", param="lookup_key")
@@ -342,7 +344,8 @@ class StripeStandIn:
                          recurring=recurring, type="recurring",
                          billing_scheme="tiered" if tiered else "per_unit",
                          tiers_mode=p.get("tiers_mode"), tiers=tiers if tiered else None,
-                         unit_amount=None if tiered else int(p["unit_amount"]))
+                         unit_amount=None if tiered or p.get("unit_amount") is None else int(p["unit_amount"]),
+                         unit_amount_decimal=None if tiered else str(p.get("unit_amount_decimal") or p["unit_amount"]))
 
     def _meter_list(self, p: dict[str, Any]) -> Any:
         return self._list("/v1/billing/meters", self._of("billing.meter"), p.get("limit"))
@@ -389,6 +392,11 @@ class StripeStandIn:
             price = self._get("price", item.get("price", ""))
             if p["mode"] == "subscription" and price["type"] != "recurring":
                 raise StandInError(400, "subscription mode needs recurring prices", param="line_items")
+            if price["recurring"]["usage_type"] == "metered" and "quantity" in item:
+                raise StandInError(400, "Quantity should not be specified where usage_type is `metered`. Remove "
+                                        "quantity from `line_items[0]`.", param="line_items")
+            if price["recurring"]["usage_type"] != "metered" and "quantity" not in item:
+                raise StandInError(400, "Quantity is required. Add `quantity` to `line_items[0]`", param="line_items")
         if p.get("customer"):
             self._get("customer", p["customer"])
         session_id = "cs_test_" + secrets.token_hex(16)
@@ -413,10 +421,11 @@ class StripeStandIn:
                 "cus", "customer", email=session["customer_email"] or email, metadata={})["id"]
             data = params.get("subscription_data") or {}
             trial_days = int(data.get("trial_period_days") or 0)
-            (line,) = params["line_items"]  # vendo-billing-stripe sells one line item
+            line, *usage = params["line_items"]  # the plan's price, then its usage-based prices
             subscription = self._subscription(customer, line["price"], int(line.get("quantity") or 1),
                                               status="trialing" if trial_days else "active",
-                                              metadata=data.get("metadata") or {}, trial_days=trial_days)
+                                              metadata=data.get("metadata") or {}, trial_days=trial_days,
+                                              usage_prices=[u["price"] for u in usage])
             invoice = self.objects[subscription["latest_invoice"]]
             session.update(status="complete", payment_status="paid" if invoice["amount_due"] else "no_payment_required",
                            customer=customer, subscription=subscription["id"], amount_total=invoice["amount_due"],
@@ -450,17 +459,22 @@ class StripeStandIn:
             return self._subscription(customer, price_id, quantity, status=status, metadata=metadata or {})
 
     def _subscription(self, customer: str, price_id: str, quantity: int, *, status: str,
-                      metadata: dict[str, str], trial_days: int = 0) -> dict[str, Any]:
+                      metadata: dict[str, str], trial_days: int = 0,
+                      usage_prices: list[str] | None = None) -> dict[str, Any]:
         start = unix_now()
         days = {"day": 1, "week": 7, "month": 30, "year": 365}
         price = self._get("price", price_id)
         end = start + (trial_days or days[price["recurring"]["interval"]]) * 86400
-        item = {"id": "si_" + secrets.token_hex(8), "object": "subscription_item", "price": price,
-                "quantity": quantity, "current_period_start": start, "current_period_end": end}
+        items = [{"id": "si_" + secrets.token_hex(8), "object": "subscription_item", "price": price,
+                  "quantity": quantity, "current_period_start": start, "current_period_end": end}]
+        for usage in usage_prices or []:  # metered items have no quantity
+            items.append({"id": "si_" + secrets.token_hex(8), "object": "subscription_item",
+                          "price": self._get("price", usage), "current_period_start": start,
+                          "current_period_end": end})
         subscription = self._new("sub", "subscription", customer=customer, status=status, metadata=dict(metadata),
                                  cancel_at_period_end=False, cancel_at=None, canceled_at=None, schedule=None,
                                  currency=price["currency"], trial_end=end if trial_days else None,
-                                 items={"object": "list", "data": [item], "has_more": False})
+                                 items={"object": "list", "data": items, "has_more": False})
         amount = 0 if trial_days else self.amount(price, quantity)
         invoice = self._new("in", "invoice", customer=customer, status="paid", currency=price["currency"],
                             amount_due=amount, amount_paid=amount, amount_remaining=0,
@@ -519,9 +533,28 @@ class StripeStandIn:
                                     f"`{sub['schedule']}`, and updating any cancelation behavior directly is not "
                                     "allowed. Please update the schedule instead.")
         for change in p.get("items", []):
+            if "id" not in change:  # a new item
+                price = self._get("price", change.get("price", ""))
+                if any(i["price"]["id"] == price["id"] for i in sub["items"]["data"]):
+                    raise StandInError(400, "Cannot add multiple subscription items with the same price",
+                                       param="items")
+                first = sub["items"]["data"][0]
+                item = {"id": "si_" + secrets.token_hex(8), "object": "subscription_item", "price": price,
+                        "current_period_start": first["current_period_start"],
+                        "current_period_end": first["current_period_end"]}
+                if price["recurring"]["usage_type"] != "metered":
+                    item["quantity"] = int(change.get("quantity") or 1)
+                elif "quantity" in change:
+                    raise StandInError(400, "Quantity should not be specified where usage_type is `metered`.",
+                                       param="items")
+                sub["items"]["data"].append(item)
+                continue
             item = next((i for i in sub["items"]["data"] if i["id"] == change.get("id")), None)
             if item is None:
                 raise StandInError(400, "items[0][id] must name an item of the subscription", param="items")
+            if change.get("deleted") == "true":
+                sub["items"]["data"].remove(item)
+                continue
             if "price" in change:
                 item["price"] = self._get("price", change["price"])
             if "quantity" in change:

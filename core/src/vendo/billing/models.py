@@ -136,6 +136,8 @@ class UsageReportState(Model):
     pending_key: Mapped[str | None] = mapped_column(String(100))
     pending_units: Mapped[int | None] = mapped_column(BigInteger)
     pending_price_key: Mapped[str | None] = mapped_column(String(255))
+    #: When the pending batch was cut: its timestamp at the provider, the same on every retry.
+    pending_at: Mapped[datetime | None]
     reported_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)

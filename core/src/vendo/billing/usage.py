@@ -15,8 +15,8 @@ Each run sums the ledger (consume, track, commit and refund entries of the subje
 since ``counted_since``), and reports the difference with ``billed_units`` in three steps: the
 batch (units and a deterministic idempotency key) is written first, the provider is called with
 no transaction open, and ``billed_units`` moves only once the provider accepted it. A crash or
-an unreachable provider leaves the batch pending: the next run sends the same units under the
-same key, so the provider counts them once. Refunds lower the sum; units already billed are
+an unreachable provider leaves the batch pending: the next run sends the same units, timestamp
+and key, so the provider counts them once. Refunds lower the sum; units already billed are
 never reported negative (later usage makes up for them first).
 """
 
@@ -73,6 +73,7 @@ class UsageBatch:
     price_key: str
     units: int
     idempotency_key: str
+    timestamp: datetime
 
 
 class UsageReporter:
@@ -98,7 +99,8 @@ class UsageReporter:
                 await billing._call(batch.provider, "report usage", lambda batch=batch: (
                     provider.report_usage(UsageReport(
                         subscription_id=batch.subscription_id, feature=batch.feature, quantity=batch.units,
-                        timestamp=now, idempotency_key=batch.idempotency_key, customer_id=batch.customer_id,
+                        timestamp=batch.timestamp, idempotency_key=batch.idempotency_key,
+                        customer_id=batch.customer_id,
                         price_key=batch.price_key))))
             except VendoError as exc:
                 await asyncio.to_thread(self._failed, batch, exc.message)
@@ -177,11 +179,13 @@ class UsageReporter:
                         continue
                     state.pending_key = report_key(sub.provider, sub.subscription_id, feature, state.billed_units,
                                                    used)
-                    state.pending_units, state.pending_price_key, state.updated_at = due, price_key, now
+                    state.pending_units, state.pending_price_key, state.pending_at = due, price_key, now
+                    state.updated_at = now
                 batches.append(UsageBatch(
                     provider=sub.provider, subscription_id=sub.subscription_id, customer_id=sub.customer_id,
                     subject=sub.subject, feature=feature, price_key=state.pending_price_key or price_key,
-                    units=int(state.pending_units or 0), idempotency_key=state.pending_key))
+                    units=int(state.pending_units or 0), idempotency_key=state.pending_key,
+                    timestamp=state.pending_at or now))
         return batches
 
     @staticmethod
@@ -206,7 +210,7 @@ class UsageReporter:
             if state is None:  # another process saw it accepted first
                 return
             state.billed_units += batch.units
-            state.pending_key = state.pending_units = state.pending_price_key = None
+            state.pending_key = state.pending_units = state.pending_price_key = state.pending_at = None
             state.reported_at, state.updated_at, state.last_error, state.attempts = now, now, None, 0
             self._kernel.outbox.publish(session, "billing.usage.reported", {
                 "provider": batch.provider, "subscription_id": batch.subscription_id, "subject": batch.subject,

@@ -66,11 +66,28 @@ def metadata(obj: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in dict(value).items()}
 
 
+USAGE_MARK = ":usage:"
+
+
+def _plan_part(key: str) -> str:
+    """A lookup key without the ``:usage:<feature>`` of a usage-based price."""
+    return key.split(USAGE_MARK, 1)[0]
+
+
+def usage_feature_of_key(key: str | None) -> str | None:
+    """The metered feature of a usage-based price's lookup key
+    (``vendo:<plan>:v<version>:<interval>:<currency>:usage:<feature>``), else ``None``."""
+    if not key or not key.startswith(LOOKUP_PREFIX) or USAGE_MARK not in key:
+        return None
+    return key.split(USAGE_MARK, 1)[1] or None
+
+
 def plan_from_lookup_key(key: str | None) -> str | None:
-    """The plan of a Vendo lookup key ``vendo:<plan>:v<version>:<interval>:<currency>``."""
+    """The plan of a Vendo lookup key ``vendo:<plan>:v<version>:<interval>:<currency>`` (with
+    ``:usage:<feature>`` after it for a usage-based price)."""
     if not key or not key.startswith(LOOKUP_PREFIX):
         return None
-    parts = key[len(LOOKUP_PREFIX):].rsplit(":", 3)
+    parts = _plan_part(key)[len(LOOKUP_PREFIX):].rsplit(":", 3)
     if len(parts) != 4 or not parts[1].startswith("v"):
         return None
     return parts[0] or None
@@ -78,8 +95,13 @@ def plan_from_lookup_key(key: str | None) -> str | None:
 
 def version_from_lookup_key(key: str) -> int:
     """The plan version of a Vendo lookup key (0 when it names none)."""
-    parts = key.rsplit(":", 3)
+    parts = _plan_part(key).rsplit(":", 3)
     return int(parts[1][1:]) if len(parts) == 4 and parts[1][:1] == "v" and parts[1][1:].isdigit() else 0
+
+
+def is_metered(price: Any) -> bool:
+    """Whether a price bills usage (a metered recurring price) rather than a quantity."""
+    return field(price, "recurring", "usage_type") == "metered"
 
 
 def price_of(item: Any) -> Any:
@@ -100,9 +122,15 @@ def plan_of_price(price: Any) -> str | None:
 
 
 def first_item(subscription: Any) -> Any:
-    """The subscription's first item (Vendo subscriptions have exactly one)."""
-    items = field(subscription, "items", "data")
-    return items[0] if items else None
+    """The item billing the plan: the first licensed (not metered) item, else the first one.
+    A Vendo subscription has one, plus an item per usage-based price."""
+    items = field(subscription, "items", "data") or []
+    return next((item for item in items if not is_metered(price_of(item))), items[0] if items else None)
+
+
+def usage_items(subscription: Any) -> list[Any]:
+    """The subscription's metered items (one per usage-based price)."""
+    return [item for item in field(subscription, "items", "data") or [] if is_metered(price_of(item))]
 
 
 def subscription_plan(subscription: Any) -> str | None:

@@ -8,8 +8,11 @@ How Vendo's concepts land at Stripe:
 * a plan is a Product with id ``<product_id_prefix><plan>``; each catalog price a recurring Price
   found again by its ``lookup_key`` (``vendo:<plan>:v<version>:<interval>:<currency>``);
   a price with a per-seat amount is a graduated tiered Price (``flat_amount`` = base,
-  ``unit_amount`` = per seat) sold with quantity = seats; a metered price bills a Billing
-  Meter whose event name is ``<meter_event_prefix><feature>``;
+  ``unit_amount`` = per seat) sold with quantity = seats; a usage-based price (lookup key
+  ending ``:usage:<feature>``) is a metered Price on a Billing Meter whose event name is
+  ``<meter_event_prefix><feature>`` (``unit_amount_decimal`` below a cent), sold as an extra
+  line item without quantity and fed by the kernel's usage reports as meter events (the
+  report's key is the event ``identifier``, so a retried batch counts once);
 * a checkout is a hosted Checkout Session in ``subscription`` mode whose session *and*
   subscription carry the metadata ``vendo_subject``/``vendo_plan`` (and
   ``client_reference_id`` = subject);
@@ -28,6 +31,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 from vendo import (
@@ -182,7 +186,8 @@ class StripeBillingProvider:
                 "type": "recurring", "recurring": {"interval": interval}, "limit": 100}))
         except NotFound:  # Stripe answers "No such product" for a plan never synced
             raise missing from None
-        candidates = [p for p in page["data"] if o.plan_from_lookup_key(p.get("lookup_key")) == plan]
+        candidates = [p for p in page["data"] if o.plan_from_lookup_key(p.get("lookup_key")) == plan
+                      and not o.is_metered(p)]
         if not candidates:
             raise missing
         return max(candidates, key=lambda p: o.version_from_lookup_key(p["lookup_key"]))
@@ -195,6 +200,20 @@ class StripeBillingProvider:
         if meta.get("vendo_per_seat") != "true":
             return 1
         return max(int(seats or 1), int(meta.get("vendo_min_seats", "1") or 1))
+
+    async def _usage_prices(self, keys: tuple[str, ...]) -> list[Any]:
+        """The metered prices of ``keys`` (usage-based prices sold beside the plan's price).
+
+        :raises NotFound: ``unknown_plan`` for a key with no active price (run the catalog sync).
+        """
+        if not keys:
+            return []
+        found = await self._prices_by_key(list(keys))
+        missing = [key for key in keys if key not in found]
+        if missing:
+            raise NotFound(f"no active Stripe price has the lookup key '{missing[0]}' (run the catalog sync)",
+                           code="unknown_plan", details={"price_key": missing[0]})
+        return [found[key] for key in keys]
 
     # -- checkout and portal ---------------------------------------------------------------
 
@@ -210,9 +229,11 @@ class StripeBillingProvider:
                 "vendo_subject": request.subject, "vendo_plan": plan, "vendo_interval": request.interval,
                 "vendo_seats": str(quantity), "vendo_price_key": price.get("lookup_key") or ""}
         subscription_data: dict[str, Any] = {"metadata": meta}
+        usage = await self._usage_prices(request.usage_price_keys)
         params: dict[str, Any] = {
             "mode": "subscription",
-            "line_items": [{"price": price["id"], "quantity": quantity}],
+            # metered prices take no quantity: Stripe bills them from the meter in arrears
+            "line_items": [{"price": price["id"], "quantity": quantity}] + [{"price": u["id"]} for u in usage],
             "success_url": request.success_url,
             "client_reference_id": request.subject,
             "metadata": meta,
@@ -277,16 +298,23 @@ class StripeBillingProvider:
         quantity = self._quantity(price, change.seats if change.seats is not None else o.seats(subscription))
         plan = o.plan_of_price(price) or change.plan or o.subscription_plan(subscription)
         key = change.idempotency_key or f"vendo-change-{uuid.uuid4().hex}"
+        current_usage = o.usage_items(subscription)
+        usage = [o.price_of(i) for i in current_usage] if change.usage_price_keys is None else \
+            await self._usage_prices(change.usage_price_keys)
         if change.at_period_end:
-            await self._schedule_change(subscription, item, price, quantity, plan, key)
+            await self._schedule_change(subscription, item, price, quantity, plan, key, usage)
             return o.subscription_info(await self._subscription(change.subscription_id))
         schedule = o.object_id(subscription.get("schedule"))
         if schedule:
             await self._call("release subscription schedule",
                              lambda: self.client.v1.subscription_schedules.release_async(
                                  schedule, {}, self._options(f"{key}-release")))
+        wanted = {o.object_id(u) for u in usage}
+        kept = {o.object_id(o.price_of(i)) for i in current_usage}
         params: dict[str, Any] = {
-            "items": [{"id": item["id"], "price": o.object_id(price), "quantity": quantity}],
+            "items": [{"id": item["id"], "price": o.object_id(price), "quantity": quantity}]
+            + [{"id": i["id"], "deleted": True} for i in current_usage if o.object_id(o.price_of(i)) not in wanted]
+            + [{"price": price_id} for price_id in sorted(p for p in wanted if p not in kept)],
             "proration_behavior": self.settings.proration_behavior,
         }
         if plan:
@@ -296,10 +324,11 @@ class StripeBillingProvider:
         return o.subscription_info(updated)
 
     async def _schedule_change(self, subscription: Any, item: Any, price: Any, quantity: int, plan: str | None,
-                               key: str) -> None:
-        """Bill ``price`` × ``quantity`` from the next renewal on: the subscription's schedule
-        (created from it when it has none) gets two phases, now → period end on the current
-        price, then the new price, and releases the subscription afterwards."""
+                               key: str, usage: list[Any]) -> None:
+        """Bill ``price`` × ``quantity`` (and the metered ``usage`` prices) from the next renewal
+        on: the subscription's schedule (created from it when it has none) gets two phases, now
+        → period end on the current prices, then the new ones, and releases the subscription
+        afterwards."""
         schedule_id = o.object_id(subscription.get("schedule"))
         if schedule_id:
             schedule = await self._call("retrieve subscription schedule",
@@ -317,9 +346,11 @@ class StripeBillingProvider:
             "end_behavior": "release",
             "proration_behavior": "none",
             "phases": [
-                {"items": [{"price": o.object_id(current_price), "quantity": o.seats(subscription)}],
+                {"items": [{"price": o.object_id(current_price), "quantity": o.seats(subscription)}]
+                 + [{"price": o.object_id(o.price_of(i))} for i in o.usage_items(subscription)],
                  "start_date": start, "end_date": end},
-                {"items": [{"price": o.object_id(price), "quantity": quantity}], "metadata": next_meta},
+                {"items": [{"price": o.object_id(price), "quantity": quantity}]
+                 + [{"price": o.object_id(u)} for u in usage], "metadata": next_meta},
             ],
         }
         await self._call("update subscription schedule", lambda: self.client.v1.subscription_schedules.update_async(
@@ -444,7 +475,11 @@ class StripeBillingProvider:
         }
         if price.metered_feature:
             params["recurring"].update({"usage_type": "metered", "meter": meter})
-            params["unit_amount"] = price.unit_amount
+            exact = price.unit_amount_decimal
+            if exact is not None and Decimal(exact) != price.unit_amount:  # a fraction of the minor unit
+                params["unit_amount_decimal"] = exact
+            else:
+                params["unit_amount"] = price.unit_amount
             params["metadata"]["vendo_metered_feature"] = price.metered_feature
         elif per_seat and price.unit_amount > 0:
             params.update({"billing_scheme": "tiered", "tiers_mode": "graduated",

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("pending_key", sa.String(100), nullable=True),
         sa.Column("pending_units", sa.BigInteger(), nullable=True),
         sa.Column("pending_price_key", sa.String(255), nullable=True),
+        sa.Column("pending_at", UTCDateTime(), nullable=True),
         sa.Column("reported_at", UTCDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
