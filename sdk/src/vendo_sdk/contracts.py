@@ -212,16 +212,24 @@ class BillingProviderContract(ProviderContract):
         ``vendo:<plan>:v<catalog_version>:<interval>:<currency>``."""
         return f"vendo:{plan}:v{self.catalog_version}:{interval}:{self.currency}"
 
+    def usage_price_key(self, plan: str, interval: str = "month") -> str:
+        """The lookup key of the suite's usage-based price of ``plan`` (for :attr:`metered_feature`)."""
+        return f"{self.price_key(plan, interval)}:usage:{self.metered_feature}"
+
     def catalog(self) -> list[Any]:
         """The prices the suite pushes with ``sync_catalog`` before it subscribes: monthly
-        prices of :attr:`plan` (1,000) and :attr:`other_plan` (3,000 + 500 per seat). Override
-        to add what your vendor needs (e.g. a metered price for :attr:`metered_feature`)."""
+        prices of :attr:`plan` (1,000, plus a usage-based price of half a minor unit per
+        :attr:`metered_feature`) and :attr:`other_plan` (3,000 + 500 per seat). Override to add
+        what your vendor needs."""
         from vendo import CatalogPrice
 
         return [
             CatalogPrice(lookup_key=self.price_key(self.plan), plan=self.plan, plan_name=self.plan.title(),
                          plan_version=self.catalog_version, interval="month", currency=self.currency,
                          unit_amount=1000),
+            CatalogPrice(lookup_key=self.usage_price_key(self.plan), plan=self.plan, plan_name=self.plan.title(),
+                         plan_version=self.catalog_version, interval="month", currency=self.currency,
+                         unit_amount=1, unit_amount_decimal="0.5", metered_feature=self.metered_feature),
             CatalogPrice(lookup_key=self.price_key(self.other_plan), plan=self.other_plan,
                          plan_name=self.other_plan.title(), plan_version=self.catalog_version, interval="month",
                          currency=self.currency, unit_amount=3000, per_seat_amount=500),
@@ -319,6 +327,17 @@ class BillingProviderContract(ProviderContract):
         assert (await provider.create_checkout(request)).id == session.id, "same idempotency key, same session"
         other = await provider.create_checkout(self._checkout_request(idempotency_key="chk-contract-2"))
         assert other.id != session.id, "another idempotency key opens another session"
+
+    @pytest.mark.asyncio
+    async def test_checkout_sells_the_usage_based_prices_beside_the_plan(self, provider: Any) -> None:
+        prices = await provider.sync_catalog(self.catalog())
+        assert prices.get(self.usage_price_key(self.plan)), "sync_catalog returns the usage-based price too"
+        request = self._checkout_request(idempotency_key="chk-contract-usage",
+                                         usage_price_keys=(self.usage_price_key(self.plan),))
+        session = await provider.create_checkout(request)
+        assert session.id and session.url, "a checkout with usage-based prices opens like any other"
+        again = await provider.create_checkout(request)
+        assert again.id == session.id, "the same idempotency key answers the same session"
 
     @pytest.mark.asyncio
     async def test_checkout_carries_the_subject_to_its_webhook(self, provider: Any) -> None:
