@@ -9,23 +9,7 @@ from pathlib import Path
 
 from support import run_vendo, vendo_env
 
-CATALOG = """
-currency = "eur"
-
-[features.api_calls]
-kind = "metered"
-
-[plans.free]
-name = "Free"
-default = true
-features = { api_calls = 100 }
-
-[plans.metered]
-name = "Metered"
-prices = [{ interval = "month", currency = "eur", amount = "0" },
-          { interval = "month", currency = "eur", amount = "0.01", metered_feature = "api_calls" }]
-features = { api_calls = "unlimited" }
-"""
+CATALOG = Path(__file__).resolve().parents[1] / "examples" / "catalogs" / "metered-api.toml"
 
 
 def _track(subject: str, amount: int) -> None:
@@ -41,14 +25,12 @@ def _track(subject: str, amount: int) -> None:
         kernel.close()
 
 
-def test_report_usage_pushes_recorded_usage_once(tmp_path: Path) -> None:
+def test_report_usage_pushes_recorded_usage_once() -> None:
     env = vendo_env()
-    catalog = tmp_path / "usage.toml"
-    catalog.write_text(CATALOG)
     assert run_vendo("db", "upgrade", env=env).returncode == 0
-    assert run_vendo("plans", "load", str(catalog), env=env).returncode == 0
+    assert run_vendo("plans", "load", str(CATALOG), env=env).returncode == 0
     shown = run_vendo("plans", "show", env=env)
-    assert "metered: Metered - 0 EUR/month + 0.01 EUR per api_calls (monthly, in arrears)" in shown.stdout
+    assert "metered: Metered - 29.00 EUR/month + 0.002 EUR per api_calls (monthly, in arrears), 14-day trial" in shown.stdout
     assert run_vendo("billing", "assign", "ws_meter", "metered", env=env).returncode == 0
     assert run_vendo("billing", "report-usage", "--status", env=env).stdout.strip() == "no usage-based subscriptions"
 

@@ -7,42 +7,18 @@ period's invoice; a plan without the usage price stops the count."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-CATALOG = """
-currency = "eur"
-
-[features.api_calls]
-kind = "metered"
-period = "month"
-
-[plans.free]
-name = "Free"
-default = true
-features = { api_calls = 100 }
-
-[plans.metered]
-name = "Metered"
-trial_days = 14
-prices = [{ interval = "month", currency = "eur", amount = "29.00" },
-          { interval = "month", currency = "eur", amount = "0.002", metered_feature = "api_calls" }]
-features = { api_calls = "unlimited" }
-
-[plans.flat]
-name = "Flat"
-prices = [{ interval = "month", currency = "eur", amount = "49.00" }]
-features = { api_calls = 100000 }
-"""
+CATALOG = Path(__file__).resolve().parents[3] / "examples" / "catalogs" / "metered-api.toml"
 
 
 def _load(world: Any) -> None:
-    import tomllib
+    from vendo.entitlements.catalog import load_catalog
 
-    from vendo.entitlements.catalog import parse_catalog
-
-    world.kernel.entitlements.load_catalog(parse_catalog(tomllib.loads(CATALOG)), source="usage.toml")
+    world.kernel.entitlements.load_catalog(load_catalog(CATALOG), source=str(CATALOG))
 
 
 def _report(world: Any) -> list[dict[str, Any]]:

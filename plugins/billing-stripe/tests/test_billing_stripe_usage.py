@@ -12,45 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tomllib
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from billing_stripe_support import WEBHOOK_SECRET, StripeStandIn
 from test_billing_stripe_kernel import WEBHOOK, Kernel, vendo_database_url  # noqa: F401 (SQLite and PostgreSQL)
 from vendo_billing_stripe.webhooks import signature_header
 
-from vendo.entitlements.catalog import parse_catalog
+from vendo.entitlements.catalog import load_catalog
 
-CATALOG = """
-currency = "eur"
-
-[features.api_calls]
-kind = "metered"
-period = "month"
-
-[plans.free]
-name = "Free"
-default = true
-features = { api_calls = 100 }
-
-[plans.metered]
-name = "Metered"
-prices = [{ interval = "month", currency = "eur", amount = "29.00" },
-          { interval = "month", currency = "eur", amount = "0.002", metered_feature = "api_calls" }]
-features = { api_calls = "unlimited" }
-
-[plans.flat]
-name = "Flat"
-prices = [{ interval = "month", currency = "eur", amount = "49.00" }]
-features = { api_calls = 100000 }
-"""
+CATALOG = Path(__file__).resolve().parents[3] / "examples" / "catalogs" / "metered-api.toml"
 FLAT_KEY, USAGE_KEY = "vendo:metered:v2:month:eur", "vendo:metered:v2:month:eur:usage:api_calls"
 
 
 def _world(stand_in: StripeStandIn, vendo_kernel: Any, vendo_client: Any, vendo_clock: Any) -> Kernel:
     world = Kernel(vendo_kernel, vendo_client, vendo_clock, stand_in.url)
-    world.kernel.entitlements.load_catalog(parse_catalog(tomllib.loads(CATALOG)), source="usage.toml")
+    world.kernel.entitlements.load_catalog(load_catalog(CATALOG), source=str(CATALOG))
     return world
 
 
