@@ -14,6 +14,7 @@ process) → `vendo billing-local refund` → the signed revocation list blocks 
 Replays: the checkout webhook delivered again (its stored raw body re-signed and POSTed to the
 webhook route, as a vendor retries; and `vendo billing replay`) issues no second key and sends
 no second email. Key recovery (`POST /api/v1/licenses/recover`) emails the same key again, once.
+A partial refund leaves the key valid; refunding the rest revokes it.
 """
 
 from __future__ import annotations
@@ -304,3 +305,20 @@ def test_replayed_checkout_webhook_issues_no_second_key_or_email_and_recovery_re
         assert sent[1].rcpt_tos == [BUYER] and key_of(sent[1]) == first
         time.sleep(1)
         assert len(key_emails(shop.smtp)) == 2
+
+        # A partial refund (a goodwill gesture) is recorded and the key keeps working; refunding
+        # what is left makes it a full refund, which revokes the key.
+        def refunds_applied() -> bool:
+            rows = shop.outbox("billing.refund.created")
+            return bool(rows) and all(d["status"] == "delivered" for row in rows for d in row["deliveries"])
+
+        def code() -> str:
+            return client.post("/api/v1/licenses/validate", json={"key": first}).json()["code"]
+
+        partial = shop.vendo("billing-local", "refund", checkout_id, "--amount", "1000", "--reason", "goodwill")
+        assert " refunded: 10.00 EUR on invoice " in partial.stdout, partial.stdout
+        wait_for(refunds_applied, "the partial refund delivered to the license plugin")
+        assert code() == "valid"
+        rest = shop.vendo("billing-local", "refund", checkout_id)
+        assert " refunded: 69.00 EUR on invoice " in rest.stdout, rest.stdout
+        wait_for(lambda: code() == "revoked", "the full refund to revoke the license")
