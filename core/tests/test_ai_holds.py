@@ -78,3 +78,41 @@ def test_settling_a_settled_or_unknown_hold_changes_nothing(team) -> None:
         entitlements.commit_many([(other.hold_id, 1, 0, 0.0, None), (other.hold_id, 1, 0, 0.0, None)])
     assert entitlements.check(workspace, "chat").used == 7  # 3 committed + 4 still held
     assert entitlements.release(other.hold_id)["used"] == 3
+
+
+def test_meters_without_limits_are_not_held_and_are_recorded_afterwards(migrated_kernel, vendo_clock) -> None:
+    kernel = migrated_kernel(clock=vendo_clock)
+    kernel.providers.configure({})
+    kernel.entitlements.load_catalog(load_catalog(CATALOGS / "memento.toml"))
+    with kernel.session() as session:
+        owner = kernel.identity.create_user(session, "owner@example.com").id
+        workspace = kernel.identity.create_workspace(session, owner, "Team").id
+        kernel.entitlements.assign(session, workspace, "enterprise")  # chat unlimited, reformulate = 2000
+    entitlements = kernel.entitlements
+    with kernel.session() as session:
+        decisions = entitlements.hold_many(session, workspace, [("chat", 50), ("reformulate", 10)], member=owner,
+                                           skip_unlimited=True)
+    assert [d.allowed for d in decisions] == [True, True]
+    assert decisions[0].hold_id is None and decisions[0].limit is None and decisions[1].hold_id
+    assert entitlements.check(workspace, "chat").used == 0  # nothing held for the unlimited meter
+    assert entitlements.check(workspace, "reformulate").used == 10
+
+    with kernel.session() as session:
+        used = entitlements.record_many(session, workspace, [("chat", 3, 120, 0.5, {"model": "m"}, "call-1:chat")],
+                                        member=owner)
+        entitlements.commit_holds(session, [(decisions[1].hold_id, 4, 0, 0.0, None)])
+    assert used == [3] and entitlements.check(workspace, "chat").used == 3
+    assert entitlements.check(workspace, "reformulate").used == 4
+    with kernel.session() as session:
+        entry = session.query(LedgerEntry).filter_by(idempotency_key="call-1:chat").one()
+        assert (entry.kind, entry.amount, entry.tokens, entry.member, entry.details) == ("consume", 3, 120, owner,
+                                                                                          {"model": "m"})
+    assert entitlements.drift() == {}  # the counters agree with the ledger
+    assert entitlements.refund("call-1:chat")["refunded"] == 3  # a recorded call can be refunded like a consume
+
+    with kernel.session() as session:  # a refusal of a limited meter holds nothing, unlimited ones included
+        refused = entitlements.hold_many(session, workspace, [("chat", 1), ("reformulate", 5000)], member=owner,
+                                         skip_unlimited=True)
+    assert len(refused) == 1 and not refused[0].allowed and refused[0].feature == "reformulate"
+    with kernel.session() as session:
+        assert session.query(Hold).filter_by(status="held").count() == 0

@@ -29,8 +29,14 @@ def test_chat_completion_is_answered_and_metered(make_gateway) -> None:
     assert gw.upstream.requests[-1].authorization == f"Bearer {gw.operator_key}"  # managed AI: operator key
     assert gw.upstream.requests[-1].body["model"] == "loopback-chat"  # the alias resolved, then litellm's route
 
-    [entry] = gw.ledger(feature="ai_chat")
-    assert (entry.kind, entry.amount, entry.tokens) == ("commit", 1, 7)
+    [entry] = gw.ledger(feature="ai_chat")  # Pro's AI meters have no limits: recorded, never held
+    assert (entry.kind, entry.amount, entry.tokens) == ("consume", 1, 7)
+    assert entry.idempotency_key.startswith("ai_") and entry.idempotency_key.endswith(":ai_chat")
+    assert {e.idempotency_key.split(":")[0] for e in gw.ledger()} == {entry.idempotency_key.split(":")[0]}
+    with gw.kernel.session() as session:
+        from vendo.entitlements.models import Hold
+
+        assert session.query(Hold).count() == 0
     assert entry.cost == pytest.approx(3e-6 + 8e-6)
     assert entry.details["model"] == "chat-small" and entry.details["vendor"] == "openai"
     assert entry.details["byok"] is False and entry.details["latency_ms"] > 0
@@ -50,7 +56,7 @@ def test_a_model_through_litellm_is_gated_and_metered_the_same(make_gateway) -> 
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: hello there Ada"
     assert chunks[-1].usage.completion_tokens == 4
     entries = gw.ledger(feature="ai_chat")
-    assert [(e.kind, e.tokens, e.details["model"]) for e in entries] == [("commit", 7, "chat-large")] * 2
+    assert [(e.kind, e.tokens, e.details["model"]) for e in entries] == [("consume", 7, "chat-large")] * 2
     assert gw.used("ai_tokens") == 14 and gw.used("ai_spend") == 22
     gw.upstream.set_mode("fail")
     with pytest.raises(openai.APIStatusError) as info:
@@ -77,7 +83,7 @@ def test_streaming_in_openai_chunk_format_with_usage(make_gateway) -> None:
     events = [line for line in raw.text.split("\n\n") if line]
     assert events[-1] == "data: [DONE]"
     assert all("usage" not in json.loads(e[6:]) for e in events[:-1])
-    assert [e.kind for e in gw.ledger(feature="ai_chat")] == ["commit"] * 3
+    assert [e.kind for e in gw.ledger(feature="ai_chat")] == ["consume"] * 3
 
 
 def test_embeddings_and_a_feature_named_by_the_integrator(make_gateway) -> None:
@@ -182,6 +188,9 @@ def test_quota_is_429_with_the_reason_code(make_gateway) -> None:
         client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
     assert error_of(info.value)["code"] == "WORKSPACE_QUOTA_EXHAUSTED"
     assert gw.used("ai_chat") == 3
+    # Limited meters are held before each call and committed after it.
+    assert {(e.feature, e.kind) for e in gw.ledger()} == {("ai_chat", "commit"), ("ai_tokens", "commit"),
+                                                          ("ai_spend", "commit")}
 
 
 def test_a_stream_never_overspends_its_reservation(make_gateway) -> None:

@@ -7,16 +7,19 @@ Every call goes through the same steps, in-process or from the ``/v1`` routes:
    allow-list refuses others (402 ``TIER_LIMITED`` naming the plan to upgrade to).
 2. **Key**: the workspace's own key for the model's vendor (BYOK vault) when it has one, else
    the operator's key when the plan says ``managed = true``, else 402 ``TIER_LIMITED``.
-3. **Reserve** before the call, with :meth:`Entitlements.reserve`: one unit of the call's
+3. **Reserve** before the call, with :meth:`Entitlements.hold_many`: one unit of the call's
    feature (``ai_chat``, ``ai_embeddings``, or the integrator's ``semantic_search``...); and,
    for calls on the operator's key, the estimated tokens (prompt tokens counted by the
    provider + ``max_tokens``) on the catalog's token feature and the estimated spend in
    micro-dollars on its spend feature, when the catalog declares them; and the API key's
    monthly budget when it has one. A refusal releases what was reserved: 429 with the
-   quota's reason code, 402 for plan limits.
-4. **Settle**: after the call each hold is committed at the actual usage (the ledger entry
-   of the call's feature records tokens, cost, model, latency, vendor, BYOK or not); when the
-   vendor fails every hold is released: nothing is consumed. Crossing 80% of a token or spend
+   quota's reason code, 402 for plan limits. A meter the plan grants without any limit is
+   checked (granted) but not held: there is no quota to protect.
+4. **Settle**: after the call each hold is committed at the actual usage (a ``commit`` ledger
+   entry), and each meter without limits is recorded at the actual usage (a ``consume`` entry
+   keyed ``<call id>:<feature>``, :meth:`Entitlements.record_many`); the entry of the call's
+   feature records tokens, cost, model, latency, vendor, BYOK or not. When the vendor fails
+   every hold is released: nothing is consumed. Crossing 80% of a token or spend
    quota, or of an API key's budget, publishes ``ai.budget.warning`` through the outbox.
 
 Steps 1 to 3 are one write, and step 4 another, of the service's :class:`MeterWriter`: the
@@ -170,6 +173,8 @@ class _Gate:
     key_budget: tuple[str, int, int] | None = None  # (counter key, limit, reserved micro-dollars)
     started: float = field(default_factory=time.perf_counter)
     settled: bool = False
+    #: Names the call's ledger entries of meters without limits (no hold: ``<call_id>:<feature>``).
+    call_id: str = field(default_factory=lambda: f"ai_{uuid.uuid4().hex}")
 
 
 class AI:
@@ -316,7 +321,8 @@ class AI:
             self._reserve_key_budget(session, gate, monthly_usd)
         try:
             decisions = entitlements.hold_many(session, caller.subject, [(held, amount) for held, amount, _r in wanted],
-                                               member=caller.member, ttl=HOLD_TTL, planned=planned)
+                                               member=caller.member, ttl=HOLD_TTL, planned=planned,
+                                               skip_unlimited=True)
         except VendoError as exc:  # the store failed after moving some counters: roll the write back
             raise Unclean(exc) from exc
         if len(decisions) != len(wanted) or not decisions[-1].allowed:  # all or none: hold_many moved its back
@@ -368,6 +374,8 @@ class AI:
     def _release_in(self, session: Any, gate: _Gate) -> None:
         entitlements = self._kernel.entitlements
         for feature, (hold_id, _limit, _amount, _role) in gate.holds.items():
+            if not hold_id:  # an unlimited meter: nothing was held
+                continue
             try:  # one at a time: a hold settled meanwhile (expired, released by maintenance) stays so
                 entitlements.release_holds(session, [hold_id], usage=False)
             except (Conflict, NotFound):
@@ -416,17 +424,26 @@ class AI:
         catalog_cost = 0.0 if gate.byok else cost
         spend = self._micro(gate, usage)
         actual_of = {"call": 1, "tokens": usage.total_tokens, "spend": spend}
-        settlements, watched, warnings = [], set(), []
-        for _feature, (hold_id, limit, _amount, role) in gate.holds.items():
+        settlements, records, watched, warnings = [], [], set(), []
+        for feature, (hold_id, limit, _amount, role) in gate.holds.items():
             if role == "call":
-                settlements.append((hold_id, 1, usage.total_tokens, catalog_cost, details))
+                settlement = (1, usage.total_tokens, catalog_cost, details)
             else:
-                settlements.append((hold_id, actual_of[role], 0, 0.0, {"model": gate.model, "kind": kind}))
-                if limit:
+                settlement = (actual_of[role], 0, 0.0, {"model": gate.model, "kind": kind})
+            if hold_id:
+                settlements.append((hold_id, *settlement))
+                if role != "call" and limit:
                     watched.add(hold_id)
-        results = self._kernel.entitlements.commit_holds(session, settlements, usage=watched)
-        for (feature, (_hold_id, limit, _amount, role)), result in zip(gate.holds.items(), results):
-            if role != "call" and limit:
+            else:  # an unlimited meter, admitted without a hold: recorded now
+                records.append((feature, *settlement, f"{gate.call_id}:{feature}"))
+        entitlements = self._kernel.entitlements
+        results = entitlements.commit_holds(session, settlements, usage=watched) if settlements else []
+        if records:
+            entitlements.record_many(session, gate.caller.subject, records, member=gate.caller.member)
+        committed = iter(results)
+        for feature, (hold_id, limit, _amount, role) in gate.holds.items():
+            result = next(committed) if hold_id else None
+            if result is not None and role != "call" and limit:
                 warnings.append((feature, result["used"], actual_of[role], limit))
         if gate.key_budget is not None:
             key, limit, reserved = gate.key_budget

@@ -650,13 +650,18 @@ class Entitlements:
 
     def hold_many(self, session: Session, subject: str, estimates: list[tuple[str, int]], *,
                   member: str | None = None, ttl: float = 300.0,
-                  planned: tuple[Catalog, Plan, Plan | None, Any] | None = None) -> list[Decision]:
+                  planned: tuple[Catalog, Plan, Plan | None, Any] | None = None,
+                  skip_unlimited: bool = False) -> list[Decision]:
         """:meth:`reserve_many` in ``session``'s transaction (a caller batching its writes, such
         as the AI service's group commit): all or none, one decision per estimate, or the
         refused decision alone (``[decision]``) with nothing held and every counter this call
         moved moved back. Core statements: one conditional counter move per bucket and one
         multi-row insert of the holds. ``planned``: :meth:`plan_state`'s answer read in this
         transaction. The holds count once the transaction commits.
+
+        ``skip_unlimited``: a feature granted without any limit (no quota, no member cap) is
+        answered allowed with ``hold_id=None`` and nothing written, since there is nothing to
+        protect; the caller records the actual usage afterwards with :meth:`record_many`.
 
         :raises CounterStoreUnavailable: the store is unreachable and a feature fails closed;
             ``session``'s transaction must then roll back (so must it on any other error).
@@ -678,6 +683,9 @@ class Entitlements:
             if not self._granted(ctx):
                 refusal = self._evaluate(session, ctx, estimate)
                 break
+            if skip_unlimited and ctx.definition.kind != "boolean" and all(b.limit is None for b in ctx.buckets):
+                decisions.append(self._decision(ctx, 0, estimate, True))  # ``used`` not read: not needed
+                continue
             row = {"id": f"hold_{uuid.uuid4().hex}", "subject": subject, "member": member, "feature": feature,
                    "period_start": ctx.start, "amount": estimate, "buckets": [b.key for b in ctx.buckets],
                    "status": "held", "expires_at": ctx.now + timedelta(seconds=ttl), "created_at": ctx.now,
@@ -709,6 +717,41 @@ class Entitlements:
         if rows:
             session.connection().execute(_HOLD_INSERT, rows)
         return decisions
+
+    def record_many(self, session: Session, subject: str,
+                    items: list[tuple[str, int, int, float, dict[str, Any] | None, str]], *,
+                    member: str | None = None,
+                    planned: tuple[Catalog, Plan, Plan | None, Any] | None = None) -> list[int | None]:
+        """Record usage already admitted (by :meth:`hold_many` with ``skip_unlimited``: a
+        feature without limits) in ``session``'s transaction: per item ``(feature, amount,
+        tokens, cost, metadata, idempotency_key)`` a ``consume`` ledger entry and an
+        unconditional counter move (journalled when the store is unreachable), in one
+        multi-row insert. Returns each meter's new value (``None`` when journalled). Not a
+        gate: use :meth:`consume` to check and record at once.
+
+        :raises InvalidInput: ``not_countable`` (a boolean feature), ``invalid_amount``.
+        :raises IntegrityError: an idempotency key already recorded (the transaction must roll back).
+        """
+        if not subject:
+            raise InvalidInput("subject is required", code="invalid_subject")
+        planned = planned or self._plan_of(session, subject, self._kernel.now())
+        entries, used = [], []
+        for feature, amount, tokens, cost, metadata, key in items:
+            _valid_actual(amount)
+            ctx = self._context(session, subject, feature, member, planned)
+            if ctx.definition.kind == "boolean":
+                raise InvalidInput(f"{feature} is a boolean feature: check it, there is nothing to count",
+                                   code="not_countable")
+            keys = [b.key for b in ctx.buckets]
+            values = self._move(session, keys, amount) if amount else []
+            entries.append({"idempotency_key": key, "kind": "consume", "subject": subject, "member": member,
+                            "feature": feature, "period_start": ctx.start, "amount": amount, "tokens": tokens,
+                            "cost": cost, "buckets": keys, "details": dict(metadata or {}), "created_at": ctx.now,
+                            "applied": values is not None})
+            used.append(values[0] if values else None)
+        if entries:
+            session.connection().execute(_LEDGER_INSERT, entries)
+        return used
 
     def _claim(self, session: Session, hold_ids: list[str], status: str) -> dict[str, Any]:
         """Claim held holds for ``status`` in one statement; return their rows by id (with
