@@ -86,7 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from vendo.app import create_app
     from vendo.cli import cli_kernel
     from vendo.config import PluginSettings, Settings, load_settings
-    from vendo.db import Model, utcnow
+    from vendo.db import READ_ONLY, Model, utcnow
     from vendo.entitlements.endpoints import rate_limit_headers, rate_limited, require_feature
     from vendo.entitlements.ratelimit import RateLimited, RateLimitResult
     from vendo.identity.auth import (
@@ -97,7 +97,9 @@ if TYPE_CHECKING:  # pragma: no cover
         require_role,
         require_scope,
     )
+    from vendo.identity.models import Membership
     from vendo.identity.roles import Role
+    from vendo.identity.service import normalize_email
     from vendo.kernel import Kernel
 
 _LAZY = {
@@ -121,6 +123,9 @@ _LAZY = {
     "load_settings": "vendo.config",
     "Model": "vendo.db",
     "utcnow": "vendo.db",
+    "READ_ONLY": "vendo.db",
+    "Membership": "vendo.identity.models",
+    "normalize_email": "vendo.identity.service",
 }
 
 
@@ -180,8 +185,10 @@ __all__ = [
     "OfflineLicenseBackend",
     "LicenseRequest",
     "load_settings",
+    "Membership",
     "Model",
     "ModelInfo",
+    "normalize_email",
     "NotFound",
     "NOTIFICATION_REQUESTED",
     "Notification",
@@ -198,6 +205,7 @@ __all__ = [
     "rate_limited",
     "RateLimited",
     "RateLimitResult",
+    "READ_ONLY",
     "require_feature",
     "require_permission",
     "require_role",

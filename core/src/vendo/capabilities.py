@@ -16,7 +16,7 @@ subclasses for problems a caller can act on (``InvalidInput``, ``InvalidSignatur
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping, Protocol, runtime_checkable
 
@@ -280,6 +280,33 @@ class BillingEvent:
     currency: str | None = None
     checkout_id: str | None = None
     invoice_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-compatible dict of the event (dates as ISO 8601): what the kernel stores and
+        what a provider relaying normalized events (e.g. vendo-billing-local) sends."""
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
+        for name in _EVENT_DATES:
+            if data[name] is not None:
+                data[name] = data[name].isoformat()
+        data["data"] = dict(self.data)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BillingEvent:
+        """The event :meth:`to_json` wrote (unknown keys ignored).
+
+        :raises ValueError, TypeError, KeyError: not such a dict.
+        """
+        names = {item.name for item in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        for name in _EVENT_DATES:
+            if values.get(name) is not None:
+                values[name] = datetime.fromisoformat(values[name])
+        return cls(**values)
+
+
+#: The date fields of :class:`BillingEvent` (ISO 8601 in its JSON form).
+_EVENT_DATES = ("occurred_at", "current_period_end", "trial_end")
 
 
 @runtime_checkable

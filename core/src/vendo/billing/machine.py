@@ -10,7 +10,6 @@ stay on (``past_due`` with ``grace_until``); after it the subject falls back to 
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -30,27 +29,16 @@ log = logging.getLogger("vendo.billing")
 LIVE_STATUSES = ("trialing", "active", "past_due")
 #: Statuses under which a subscription bills its plan (usage during a trial is waived).
 BILLED_STATUSES = ("active", "past_due")
-_DATES = ("occurred_at", "current_period_end", "trial_end")
-_FIELDS = tuple(f.name for f in fields(BillingEvent))
 
 
 def event_to_json(event: BillingEvent) -> dict[str, Any]:
-    """A JSON-compatible dict of ``event`` (dates as ISO 8601)."""
-    data = {name: getattr(event, name) for name in _FIELDS}
-    for name in _DATES:
-        if data[name] is not None:
-            data[name] = data[name].isoformat()
-    data["data"] = dict(event.data)
-    return data
+    """A JSON-compatible dict of ``event`` (:meth:`vendo.BillingEvent.to_json`)."""
+    return event.to_json()
 
 
 def event_from_json(data: dict[str, Any]) -> BillingEvent:
     """The :class:`BillingEvent` stored by :func:`event_to_json`."""
-    values = {k: v for k, v in data.items() if k in _FIELDS}
-    for name in _DATES:
-        if values.get(name) is not None:
-            values[name] = datetime.fromisoformat(values[name])
-    return BillingEvent(**values)
+    return BillingEvent.from_json(data)
 
 
 def iso(moment: datetime | None) -> str | None:

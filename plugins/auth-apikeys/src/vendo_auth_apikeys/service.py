@@ -23,8 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from vendo import Conflict, Forbidden, InvalidInput, NotFound, Principal, Unauthorized
-from vendo.identity.models import Membership
+from vendo import Conflict, Forbidden, InvalidInput, Membership, NotFound, Principal, Unauthorized
 from vendo_auth_apikeys.keys import (
     ENVIRONMENTS,
     HASH_PURPOSE,
@@ -319,7 +318,7 @@ class ApiKeys:
         more than it saves, but the read is marked read-only so it begins DEFERRED instead of
         taking the write lock (it must not wait for, nor hold up, the writers of the process).
         Core rather than an ORM session: less than half the time on SQLite."""
-        from vendo.db import READ_ONLY
+        from vendo import READ_ONLY
 
         engine = self._kernel.engine
         if self._reader is None or self._reader[0] is not engine:  # the kernel may have re-created it

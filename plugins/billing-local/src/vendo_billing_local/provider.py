@@ -128,17 +128,13 @@ class LocalBillingProvider:
         if abs(self._kernel.now().timestamp() - stamp) > self._settings.tolerance_seconds:
             raise InvalidSignature("webhook signature is too old", code="invalid_signature")
         try:
-            from vendo.billing.machine import event_from_json
-
-            return [event_from_json(item) for item in json.loads(body)["events"]]
+            return [BillingEvent.from_json(item) for item in json.loads(body)["events"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"unreadable local webhook body: {exc}", code="invalid_webhook") from None
 
     def delivery(self, *events: BillingEvent) -> tuple[dict[str, str], bytes]:
         """The signed webhook (headers, body) carrying ``events``, as a vendor would send it."""
-        from vendo.billing.machine import event_to_json
-
-        body = json.dumps({"events": [event_to_json(e) for e in events]}, sort_keys=True).encode()
+        body = json.dumps({"events": [e.to_json() for e in events]}, sort_keys=True).encode()
         return self.sign(body), body
 
     async def _emit(self, *events: BillingEvent) -> list[dict[str, Any]]:
@@ -168,8 +164,6 @@ class LocalBillingProvider:
 
         :raises NotFound: ``unknown_plan`` (neither a synced price nor a catalog plan).
         """
-        from vendo.entitlements.catalog import current_catalog
-
         if price_key:
             if session is not None:
                 synced = session.get(LocalPrice, price_key)
@@ -178,8 +172,7 @@ class LocalBillingProvider:
                     synced = own.get(LocalPrice, price_key)
             if synced is not None:
                 return synced.unit_amount + synced.per_seat_amount * max(seats, synced.min_seats)
-        catalog = self._kernel.entitlements.catalog(None, session) if session is not None else \
-            current_catalog(self._kernel)
+        catalog = self._kernel.entitlements.catalog(None, session)
         plan = catalog.plan(plan_id)
         price = next((p for p in plan.flat_prices if p.interval == interval and p.currency == currency), None)
         if price is None:

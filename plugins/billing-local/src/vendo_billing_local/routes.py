@@ -47,9 +47,7 @@ def build_router(kernel: Any) -> APIRouter:
             due = f"{money(checkout.amount, checkout.currency)} per {escape(checkout.interval)}"
             action = "Pay"
         try:
-            from vendo.entitlements.catalog import current_catalog
-
-            plan = current_catalog(kernel).plan(checkout.plan)
+            plan = kernel.entitlements.catalog().plan(checkout.plan)
             name = plan.name
             usage = plan.usage_prices(checkout.interval, checkout.currency)
         except Exception:  # noqa: BLE001 - a plan removed since: show its id
