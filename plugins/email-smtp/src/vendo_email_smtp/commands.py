@@ -72,7 +72,7 @@ def send_test(to: str = typer.Option(..., "--to", help="Address to send the test
     if not settings.configured:
         raise ProviderNotConfigured("no SMTP server configured: set [email-smtp] host and from_address "
                                     "(or VENDO_EMAIL_SMTP__HOST)", code="smtp_not_configured")
-    from vendo.identity.service import normalize_email
+    from vendo import normalize_email
 
     address, _ = normalize_email(to)
     message = EmailMessage(to=address, subject="Vendo SMTP test",
