@@ -85,7 +85,7 @@ from vendo.plugins import ENTRY_POINT_GROUP, hookimpl
 if TYPE_CHECKING:  # pragma: no cover
     from vendo.app import create_app
     from vendo.cli import cli_kernel
-    from vendo.config import PluginSettings, Settings, load_settings
+    from vendo.config import PluginSettings, Settings, check_link_template, load_settings
     from vendo.db import READ_ONLY, Model, utcnow
     from vendo.entitlements.endpoints import rate_limit_headers, rate_limited, require_feature
     from vendo.entitlements.ratelimit import RateLimited, RateLimitResult
@@ -121,6 +121,7 @@ _LAZY = {
     "Settings": "vendo.config",
     "PluginSettings": "vendo.config",
     "load_settings": "vendo.config",
+    "check_link_template": "vendo.config",
     "Model": "vendo.db",
     "utcnow": "vendo.db",
     "READ_ONLY": "vendo.db",
@@ -155,6 +156,7 @@ __all__ = [
     "ChatResponse",
     "CheckoutRequest",
     "CheckoutSession",
+    "check_link_template",
     "cli_kernel",
     "ConfigError",
     "Conflict",

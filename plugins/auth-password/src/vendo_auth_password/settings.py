@@ -57,7 +57,7 @@ class PasswordSettings(PluginSettings):
     @field_validator("reset_url", "verify_email_url")
     @classmethod
     def _link(cls, value: str) -> str:
-        from vendo.config import check_link_template
+        from vendo import check_link_template
 
         return check_link_template(value, "token")
 
