@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from vendo.capabilities import NOTIFICATION_REQUESTED, Notification, Notifier
 from vendo.errors import InvalidInput
@@ -163,6 +163,37 @@ class Notifications:
         :raises InvalidInput: ``decryption_failed``.
         """
         return {**dict(payload.get("context") or {}), **self.unseal(payload.get("sealed"))}
+
+    def seal_stored(self, *, template: str, fields: Iterable[str]) -> int:
+        """Seal, in the stored ``notification.requested`` events of ``template``, the context
+        values named ``fields`` that are still in clear (written before their sender passed
+        them as ``secret_context``): each moves into ``sealed`` (merged with what is sealed
+        already) and leaves ``context``. Idempotent; run once after such an upgrade (e.g.
+        ``vendo license seal-outbox``). Pending deliveries keep working: the notifier gets the
+        same values.
+
+        :return: how many events were rewritten.
+        """
+        from sqlalchemy import select
+
+        from vendo.outbox import OutboxEvent
+
+        names = set(fields)
+        changed = 0
+        with self._kernel.session() as session:
+            rows = session.scalars(select(OutboxEvent).where(OutboxEvent.type == NOTIFICATION_REQUESTED)
+                                   .order_by(OutboxEvent.id))
+            for row in rows:
+                payload = dict(row.payload or {})
+                context = dict(payload.get("context") or {})
+                clear = {name: context.pop(name) for name in sorted(names & set(context))}
+                if payload.get("template") != template or not clear:
+                    continue
+                payload["sealed"] = self.seal({**self.unseal(payload.get("sealed")), **clear})
+                payload["context"] = context
+                row.payload = payload
+                changed += 1
+        return changed
 
     def link(self, template: str, **values: str) -> str:
         """A link for an email: ``template`` (e.g. ``{public_url}/reset-password?token={token}``)

@@ -122,3 +122,42 @@ def test_a_purchased_key_waiting_for_smtp_is_not_printed_by_the_outbox_commands(
     assert key not in dispatched.stdout + dispatched.stderr, "the key is never logged"
     [received] = server.messages
     assert key in received.message.get_body(("plain",)).get_content()
+
+
+async def test_keys_stored_in_clear_by_an_older_version_are_sealed_in_place(make_kernel, smtp_server) -> None:
+    server = smtp_server()
+    kernel = make_kernel(server.settings())
+    with kernel.session() as session:  # what versions before secret_context wrote
+        legacy = kernel.notify(session, to="ada@example.com", template="license_key",
+                               context={**CONTEXT, "key": KEY}, idempotency_key="license:legacy")
+        kernel.notify(session, to="bo@example.com", template="invitation", idempotency_key="invitation:1",
+                      context={"workspace": "Acme", "inviter": "Ada", "accept_url": "https://x.test/a?token=t",
+                               "key": "not-a-license-field"})
+    request(kernel, key="license:new")  # already sealed
+    assert sum(KEY in json.dumps(p) for p in stored_payloads(kernel)) == 1
+
+    assert kernel.notifications.seal_stored(template="license_key", fields=("key",)) == 1
+    assert kernel.notifications.seal_stored(template="license_key", fields=("key",)) == 0, "idempotent"
+    payloads = stored_payloads(kernel)
+    assert all(KEY not in json.dumps(p) for p in payloads)
+    invitation = next(p for p in payloads if p["template"] == "invitation")
+    assert invitation["context"]["key"] == "not-a-license-field", "other templates are left alone"
+
+    assert await kernel.outbox.drain() == 3
+    keyed = [m for m in server.messages if KEY in m.message.get_body(("plain",)).get_content()]
+    assert len(keyed) == 2, "the legacy email still carries its key, now read from the sealed field"
+    assert legacy.id in {m.message["X-Vendo-Notification"] for m in keyed}
+
+
+def test_the_seal_outbox_command(make_kernel, database_url, tmp_path) -> None:
+    kernel = make_kernel(plugins={vendo_license_ed25519.PLUGIN_NAME: vendo_license_ed25519})
+    with kernel.session() as session:
+        kernel.notify(session, to="ada@example.com", template="license_key", context={**CONTEXT, "key": KEY},
+                      idempotency_key="license:legacy")
+    data_dir = tmp_path / "data"
+    sealed = _vendo("license", "seal-outbox", database_url=database_url, data_dir=data_dir)
+    assert sealed.returncode == 0, sealed.stderr
+    assert sealed.stdout.strip() == "1 license_key notification(s) sealed" and KEY not in sealed.stdout
+    assert all(KEY not in json.dumps(p) for p in stored_payloads(kernel))
+    again = _vendo("license", "seal-outbox", database_url=database_url, data_dir=data_dir)
+    assert again.stdout.strip() == "0 license_key notification(s) sealed"
