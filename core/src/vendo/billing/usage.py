@@ -115,8 +115,17 @@ class UsageReporter:
     # -- the batches ----------------------------------------------------------------------------
 
     def _due(self, now: datetime, subject: str | None) -> list[UsageBatch]:
+        """Cut (or take up again) the batches due now. Only subscriptions on a plan with a
+        usage-based price in the current catalog, or with a usage row already, are looked at."""
         with self._kernel.session(read_only=True) as session:
-            query = select(Subscription).where(Subscription.status.in_(BILLED_STATUSES))
+            try:
+                catalog = self._kernel.entitlements.catalog(None, session)
+            except NotFound:  # no catalog loaded: no price to bill by
+                return []
+            metered = [plan.id for plan in catalog.plans.values() if any(price.metered for price in plan.prices)]
+            reported = select(UsageReportState.subscription_id)
+            query = select(Subscription).where(Subscription.status.in_(BILLED_STATUSES),
+                                               Subscription.plan.in_(metered) | Subscription.subscription_id.in_(reported))
             if subject is not None:
                 query = query.where(Subscription.subject == subject)
             subscriptions = list(session.scalars(query.order_by(Subscription.subject, Subscription.subscription_id)))
