@@ -149,15 +149,15 @@ def test_trial_usage_is_waived_and_a_plan_without_usage_price_stops_the_count(wo
     clock.advance(days=32)
     asyncio.run(world.provider.renew())
     assert world.plan() == "metered"
-    world.kernel.entitlements.consume(world.team, "api_calls", 5)
-    clock.advance(seconds=1)
-    assert [r["units"] for r in _report(world)] == [5]
-    assert sum(q for _f, q, _k in _usage(world, subscription)) == 15
+    world.kernel.entitlements.consume(world.team, "api_calls", 10)  # the same count as before the reset:
+    clock.advance(seconds=1)                                         # another batch, another key
+    assert [r["units"] for r in _report(world)] == [10]
+    assert sum(q for _f, q, _k in _usage(world, subscription)) == 20
     # usage not reported yet is reported before the plan changes
     world.kernel.entitlements.consume(world.team, "api_calls", 7)
     clock.advance(seconds=1)
     assert world.post("change-plan", {"plan": "flat"}).json()["applies"] == "now"
-    assert sum(q for _f, q, _k in _usage(world, subscription)) == 22
+    assert sum(q for _f, q, _k in _usage(world, subscription)) == 27
 
 
 def test_a_catalog_price_sync_carries_the_exact_unit_price(world):

@@ -54,10 +54,12 @@ def usage_lookup_key(price_key: str, feature: str) -> str:
     return f"{price_key}:usage:{feature}"
 
 
-def report_key(provider: str, subscription_id: str, feature: str, start: int, end: int) -> str:
-    """The idempotency key of the batch of units ``start`` (exclusive) to ``end`` (inclusive):
-    the same batch always has the same key (≤ 100 characters, Stripe's limit for meter events)."""
-    digest = hashlib.sha256(f"{provider}\x1f{subscription_id}\x1f{feature}\x1f{start}\x1f{end}".encode())
+def report_key(provider: str, subscription_id: str, feature: str, since: datetime, start: int, end: int) -> str:
+    """The idempotency key of the batch of units ``start`` (exclusive) to ``end`` (inclusive)
+    counted since ``since``: the same batch always has the same key, and a count restarted
+    later never reuses one (≤ 100 characters, Stripe's limit for meter events)."""
+    parts = (provider, subscription_id, feature, since.isoformat(), str(start), str(end))
+    digest = hashlib.sha256("\x1f".join(parts).encode())
     return f"vendo-usage-{digest.hexdigest()[:48]}"
 
 
@@ -186,8 +188,8 @@ class UsageReporter:
                     due = used - state.billed_units
                     if due <= 0:
                         continue
-                    state.pending_key = report_key(sub.provider, sub.subscription_id, feature, state.billed_units,
-                                                   used)
+                    state.pending_key = report_key(sub.provider, sub.subscription_id, feature, state.counted_since,
+                                                   state.billed_units, used)
                     state.pending_units, state.pending_price_key, state.pending_at = due, price_key, now
                     state.updated_at = now
                 batches.append(UsageBatch(
