@@ -168,3 +168,18 @@ def test_a_catalog_price_sync_carries_the_exact_unit_price(world):
     flat = prices["vendo:metered:v2:month:eur"]
     assert (flat.metered_feature, flat.unit_amount) == (None, 2900)
     assert asyncio.run(world.kernel.billing.sync_catalog())["vendo:metered:v2:month:eur:usage:api_calls"]
+
+
+def test_the_server_reports_usage_every_interval(make_world, clock):
+    import time
+
+    world = make_world(billing={"usage_report_interval": 0.2})
+    _load(world)
+    world.pay(world.checkout("metered"))
+    subscription = world.state()["subscription"]["id"]
+    world.kernel.entitlements.consume(world.team, "api_calls", 33)
+    clock.advance(seconds=1)
+    deadline = time.monotonic() + 20
+    while not world.provider.usage(subscription) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _usage(world, subscription) == [("api_calls", 33, "vendo:metered:v2:month:eur:usage:api_calls")]
