@@ -77,6 +77,20 @@ def test_invalid_usage_prices_are_refused_naming_the_price(prices: str, features
     assert message in str(caught.value) and "plans.bad" in str(caught.value)
 
 
+def test_included_units_need_a_usage_price_and_room_beyond_the_limit() -> None:
+    parsed = catalog('[plans.team]\nname = "Team"\nprices = [{ interval = "month", currency = "eur", amount = "9" }, '
+                     '{ interval = "month", currency = "eur", amount = "0.01", metered_feature = "api_calls", '
+                     'included = 1000 }]\nfeatures = { api_calls = 5000 }\n')
+    assert parsed.plan("team").usage_prices("month", "eur")[0].included == 1000
+    with pytest.raises(ConfigError, match="caps 'api_calls' at 1000, so no usage beyond the 1000 included"):
+        catalog('[plans.team]\nname = "Team"\nprices = [{ interval = "month", currency = "eur", amount = "9" }, '
+                '{ interval = "month", currency = "eur", amount = "0.01", metered_feature = "api_calls", '
+                'included = 1000 }]\nfeatures = { api_calls = 1000 }\n')
+    with pytest.raises(ConfigError, match="only a usage-based price"):
+        catalog('[plans.team]\nname = "Team"\n'
+                'prices = [{ interval = "month", currency = "eur", amount = "9", included = 5 }]\n')
+
+
 def test_add_ons_have_no_usage_prices() -> None:
     with pytest.raises(ConfigError, match="usage-based prices belong to plans"):
         catalog('[add_ons.extra]\nname = "Extra"\n'

@@ -162,7 +162,8 @@ class CatalogPrice:
     A usage-based price names its ``metered_feature``; its lookup key ends with
     ``:usage:<feature>``, ``unit_amount`` is the price of one unit rounded to the minor unit
     and ``unit_amount_decimal`` the exact one (a string in minor units, e.g. ``"0.2"`` for a
-    fifth of a cent, as Stripe's ``unit_amount_decimal``).
+    fifth of a cent, as Stripe's ``unit_amount_decimal``); the first ``included_units`` of
+    each period are free (a graduated price at Stripe).
     """
 
     lookup_key: str
@@ -177,6 +178,7 @@ class CatalogPrice:
     trial_days: int = 0
     metered_feature: str | None = None
     unit_amount_decimal: str | None = None
+    included_units: int = 0
 
 
 @dataclass(frozen=True)

@@ -183,3 +183,30 @@ def test_the_server_reports_usage_every_interval(make_world, clock):
     while not world.provider.usage(subscription) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _usage(world, subscription) == [("api_calls", 33, "vendo:metered:v2:month:eur:usage:api_calls")]
+
+
+def test_included_units_are_free_and_the_overage_is_billed(world, clock):
+    from vendo_billing_local.models import LocalInvoice
+
+    _load(world)
+    checkout = world.checkout("overage")
+    assert "plus 0.01 EUR per api_calls used beyond 1000 included" in world.client.get(checkout["url"]).text
+    world.pay(checkout)
+    world.kernel.entitlements.consume(world.team, "api_calls", 1200)
+    clock.advance(seconds=1)
+    assert [r["units"] for r in _report(world)] == [1200]  # every unit is reported; the price includes 1000
+    clock.advance(days=32)
+    asyncio.run(world.provider.renew())
+    with world.kernel.session() as session:
+        cycle = session.scalar(select(LocalInvoice).where(LocalInvoice.reason == "subscription_cycle"))
+        assert cycle.amount_paid == 1900 + 200  # 200 calls beyond the 1000 included, a cent each
+    # the next period includes its own 1000 calls again
+    world.kernel.entitlements.consume(world.team, "api_calls", 900)
+    clock.advance(seconds=1)
+    _report(world)
+    clock.advance(days=31)
+    asyncio.run(world.provider.renew())
+    with world.kernel.session() as session:
+        amounts = sorted(i.amount_paid for i in session.scalars(select(LocalInvoice).where(
+            LocalInvoice.reason == "subscription_cycle")))
+    assert amounts == [1900, 2100]

@@ -330,8 +330,13 @@ class StripeStandIn:
             if p.get("tiers_mode") not in ("graduated", "volume") or not p.get("tiers"):
                 raise StandInError(400, "tiered prices need tiers_mode and tiers", param="tiers")
             tiers = [{"up_to": None if t["up_to"] == "inf" else int(t["up_to"]),
-                      "flat_amount": int(t.get("flat_amount", 0)), "unit_amount": int(t.get("unit_amount", 0))}
+                      "flat_amount": int(t.get("flat_amount", 0)),
+                      "unit_amount": int(t["unit_amount"]) if "unit_amount" in t else None,
+                      "unit_amount_decimal": t.get("unit_amount_decimal", t.get("unit_amount", "0"))}
                      for t in p["tiers"]]
+            if any("unit_amount" in t and "unit_amount_decimal" in t for t in p["tiers"]):
+                raise StandInError(400, "You may only specify one of these parameters: unit_amount, "
+                                        "unit_amount_decimal.", param="tiers")
         elif p.get("unit_amount") is None and p.get("unit_amount_decimal") is None:
             raise StandInError(400, "Missing required param: unit_amount.", param="unit_amount")
         elif p.get("unit_amount") is not None and p.get("unit_amount_decimal") is not None:
@@ -501,13 +506,13 @@ class StripeStandIn:
             return int(price["unit_amount"]) * quantity
         if price["tiers_mode"] == "volume":
             tier = next(t for t in price["tiers"] if t["up_to"] is None or quantity <= t["up_to"])
-            return tier["flat_amount"] + tier["unit_amount"] * quantity
+            return tier["flat_amount"] + (tier["unit_amount"] or 0) * quantity
         total, below = 0, 0
         for tier in price["tiers"]:
             if quantity <= below:
                 break
             top = quantity if tier["up_to"] is None else min(quantity, tier["up_to"])
-            total += tier["flat_amount"] + tier["unit_amount"] * (top - below)
+            total += tier["flat_amount"] + (tier["unit_amount"] or 0) * (top - below)
             below = top
         return total
 

@@ -45,6 +45,11 @@ def test_metered_price_checkout_usage_reports_and_plan_changes(stand_in: StripeS
     usage_price = next(p for p in stand_in.of("price") if p["lookup_key"] == USAGE_KEY)
     assert usage_price["recurring"]["usage_type"] == "metered" and usage_price["recurring"]["meter"] == meter["id"]
     assert usage_price["unit_amount_decimal"] == "0.2" and usage_price["unit_amount"] is None  # 0.2 cent a call
+    # overage: a graduated metered price, the included calls free, then a cent a call
+    overage = next(p for p in stand_in.of("price") if p["lookup_key"] == "vendo:overage:v2:month:eur:usage:api_calls")
+    assert (overage["billing_scheme"], overage["tiers_mode"], overage["recurring"]["usage_type"]) == (
+        "tiered", "graduated", "metered")
+    assert [(t["up_to"], t["unit_amount"]) for t in overage["tiers"]] == [(1000, 0), (None, 1)]
 
     body = {"success_url": "https://app.test/ok", "cancel_url": "https://app.test/no", "plan": "metered"}
     opened = world.post("checkout", body)

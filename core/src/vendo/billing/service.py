@@ -269,7 +269,8 @@ class Billing:
             plan_name=plan.name, plan_version=version, interval=price.interval, currency=price.currency,
             unit_amount=minor_units(price.amount, price.currency),
             per_seat_amount=minor_units(price.per_seat, price.currency), min_seats=price.min_seats,
-            trial_days=plan.trial_days, metered_feature=price.metered_feature, unit_amount_decimal=exact)
+            trial_days=plan.trial_days, metered_feature=price.metered_feature, unit_amount_decimal=exact,
+            included_units=price.included)
 
     @staticmethod
     def usage_price_keys(plan: Plan, version: int, interval: str, currency: str) -> tuple[str, ...]:

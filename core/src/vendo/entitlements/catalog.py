@@ -25,13 +25,14 @@ A price with ``metered_feature`` is usage-based: ``amount`` is charged per unit 
 feature the subscriber used, billed in arrears (``kernel.billing.report_usage`` pushes the
 counted usage to the provider). It rides along the plan's flat price of the same interval and
 currency (an ``amount = 0`` flat price makes a pure pay-as-you-go plan), may be below a cent and
-has no seats::
+has no seats. ``included`` units per period are free (metered overage)::
 
     [plans.team]
     name = "Team"
     prices = [{ interval = "month", currency = "eur", amount = "29.00" },
-              { interval = "month", currency = "eur", amount = "0.002", metered_feature = "semantic_search" }]
-    features = { semantic_search = "unlimited" }
+              { interval = "month", currency = "eur", amount = "0.002", metered_feature = "semantic_search",
+                included = 1000 }]
+    features = { semantic_search = "unlimited" }   # a limit above the included units caps the overage
 
 A feature value is ``true``/``false`` (boolean), a number or ``"unlimited"`` (limit and
 metered), or a table ``{ limit = 30, period = "lifetime", per_member = 10 }`` to override the
@@ -146,7 +147,8 @@ class Price(_Strict):
     """A price of a plan or add-on: ``amount`` per interval, plus ``per_seat`` for each seat.
 
     With ``metered_feature`` the price is usage-based: ``amount`` per unit of that feature
-    used during the period (see the module docstring).
+    used during the period beyond the first ``included`` units (overage; see the module
+    docstring).
     """
 
     interval: Literal["month", "year"]
@@ -155,6 +157,7 @@ class Price(_Strict):
     per_seat: Decimal = Field(Decimal(0), ge=0)
     min_seats: int = Field(1, ge=1)
     metered_feature: str | None = None
+    included: int = Field(0, ge=0, strict=True)
 
     @property
     def metered(self) -> bool:
@@ -377,6 +380,9 @@ class Catalog(_Strict):
                 raise ValueError(f"{where}.metered_feature: plan '{plan.id}' does not grant '{feature}'")
             if price.per_seat or price.min_seats != 1:
                 raise ValueError(f"{where}: a usage-based price has no per_seat or min_seats")
+            if price.included and grant.limit is not None and grant.limit <= price.included:
+                raise ValueError(f"{where}.included: plan '{plan.id}' caps '{feature}' at {grant.limit}, so no "
+                                 f"usage beyond the {price.included} included units could be billed")
             if (price.interval, price.currency, feature) in seen:
                 raise ValueError(f"{where}: '{feature}' has two usage-based {price.interval}ly "
                                  f"{price.currency.upper()} prices")
@@ -384,6 +390,10 @@ class Catalog(_Strict):
             if not any(p.interval == price.interval and p.currency == price.currency for p in plan.flat_prices):
                 raise ValueError(f"{where}: a usage-based price needs a flat {price.interval}ly "
                                  f"{price.currency.upper()} price beside it (amount = 0 for pay-as-you-go)")
+        for index, price in enumerate(plan.prices):
+            if price.included and not price.metered:
+                raise ValueError(f"plans.{plan.id}.prices.{index}.included: only a usage-based price "
+                                 "(metered_feature) includes units")
 
     @property
     def default_plan(self) -> Plan:

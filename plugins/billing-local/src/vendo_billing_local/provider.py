@@ -423,10 +423,12 @@ class LocalBillingProvider:
                                        feature=report.feature, quantity=report.quantity, at=report.timestamp,
                                        price_key=report.price_key))
 
-    def _unit_price(self, session: Any, sub: LocalSubscription, feature: str, price_key: str | None) -> Decimal:
-        """What one unit of ``feature`` costs ``sub``: the usage-based price ``price_key`` names
-        (``vendo:<plan>:v<version>:<interval>:<currency>:usage:<feature>``, read in that catalog
-        version), else the subscription plan's in the current catalog; 0 when none bills it."""
+    def _unit_price(self, session: Any, sub: LocalSubscription, feature: str,
+                    price_key: str | None) -> tuple[Decimal, int]:
+        """What one unit of ``feature`` costs ``sub`` and how many units a period includes: the
+        usage-based price ``price_key`` names (``vendo:<plan>:v<version>:<interval>:<currency>
+        :usage:<feature>``, read in that catalog version), else the subscription plan's in the
+        current catalog; ``(0, 0)`` when none bills it."""
         plan_id, version, interval, currency = sub.plan, None, sub.interval, sub.currency
         match = USAGE_KEY.fullmatch(price_key or "")
         if match is not None:
@@ -435,20 +437,22 @@ class LocalBillingProvider:
         try:
             plan = self._kernel.entitlements.catalog(version, session).plan(plan_id)
         except NotFound:
-            return Decimal(0)
+            return Decimal(0), 0
         price = next((p for p in plan.usage_prices(interval, currency) if p.metered_feature == feature), None)
-        return price.amount if price is not None else Decimal(0)
+        return (price.amount, price.included) if price is not None else (Decimal(0), 0)
 
     def _usage_charge(self, session: Any, sub: LocalSubscription) -> tuple[int, list[LocalUsage]]:
-        """The usage of ``sub`` not invoiced yet, and what it costs (minor units, rounded once
-        per usage-based price)."""
+        """The usage of ``sub`` not invoiced yet (the period's), and what it costs: the units
+        beyond the included ones at the unit price, in minor units rounded once per price."""
         rows = list(session.scalars(select(LocalUsage).where(LocalUsage.subscription_id == sub.id,
                                                              LocalUsage.invoice_id.is_(None))))
         totals: dict[tuple[str, str | None], int] = {}
         for row in rows:
             totals[(row.feature, row.price_key)] = totals.get((row.feature, row.price_key), 0) + row.quantity
-        amount = sum(_minor(self._unit_price(session, sub, feature, key) * units, sub.currency)
-                     for (feature, key), units in totals.items())
+        amount = 0
+        for (feature, key), units in totals.items():
+            unit, included = self._unit_price(session, sub, feature, key)
+            amount += _minor(unit * max(0, units - included), sub.currency)
         return amount, rows
 
     def usage(self, subscription_id: str) -> list[LocalUsage]:

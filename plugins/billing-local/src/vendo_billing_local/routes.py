@@ -53,8 +53,10 @@ def build_router(kernel: Any) -> APIRouter:
         except Exception:  # noqa: BLE001 - a plan removed since: show its id
             name, usage = checkout.plan, ()
         for price in usage:  # usage-based prices: billed in arrears with each renewal
+            beyond = f" beyond {price.included} included" if price.included else ""
             due += (f"<br>plus {escape(str(price.amount))} {escape(price.currency.upper())} per "
-                    f"{escape(price.metered_feature or '')} used, billed at the end of each {escape(price.interval)}")
+                    f"{escape(price.metered_feature or '')} used{beyond}, billed at the end of each "
+                    f"{escape(price.interval)}")
         content = (
             f"<table><tr><th>Plan</th><td>{escape(name)}</td></tr>"
             f"<tr><th>Seats</th><td>{checkout.seats}</td></tr>"

@@ -476,10 +476,13 @@ class StripeBillingProvider:
         if price.metered_feature:
             params["recurring"].update({"usage_type": "metered", "meter": meter})
             exact = price.unit_amount_decimal
-            if exact is not None and Decimal(exact) != price.unit_amount:  # a fraction of the minor unit
-                params["unit_amount_decimal"] = exact
+            unit = {"unit_amount_decimal": exact} if exact is not None and Decimal(exact) != price.unit_amount \
+                else {"unit_amount": price.unit_amount}  # a fraction of the minor unit, or whole ones
+            if price.included_units > 0:  # overage: the included units free, then the unit price
+                params.update({"billing_scheme": "tiered", "tiers_mode": "graduated", "tiers": [
+                    {"up_to": price.included_units, "unit_amount": 0}, {"up_to": "inf", **unit}]})
             else:
-                params["unit_amount"] = price.unit_amount
+                params.update(unit)
             params["metadata"]["vendo_metered_feature"] = price.metered_feature
         elif per_seat and price.unit_amount > 0:
             params.update({"billing_scheme": "tiered", "tiers_mode": "graduated",
