@@ -361,8 +361,9 @@ class Outbox:
     def event(self, event_id: str) -> dict[str, Any]:
         """One event with its payload and deliveries (``vendo outbox show``).
 
-        The payload is shown whole: a notification's context may hold what its recipient
-        must receive (a license key) when no notifier could send it. Never log it.
+        The payload is shown as stored: a notification's ``context`` in clear, its
+        ``secret_context`` (a license key) only as the ciphertext of its ``sealed`` field
+        (:mod:`vendo.notifications`). Never log it.
 
         :raises NotFound: unknown event id.
         """
