@@ -215,6 +215,15 @@ def test_catalog_versions_keep_subscribers_terms(memento, tmp_path) -> None:
         other = memento.identity.create_user(session, "new@example.com")
         memento.entitlements.assign(session, other.id, "pro")
     assert memento.entitlements.check(other.id, "reformulate").limit == 5
+    # a renewal or a seat change (the billing domain assigns the same plan again) keeps the terms
+    with memento.session() as session:
+        memento.entitlements.assign(session, team, "pro", seats=3)
+    assert memento.entitlements.check(team, "reformulate").limit == 50
+    # another plan, then back: the current catalog's terms
+    with memento.session() as session:
+        memento.entitlements.assign(session, team, "business")
+        memento.entitlements.assign(session, team, "pro")
+    assert memento.entitlements.check(team, "reformulate").limit == 5
 
 
 def test_usage_meters_and_history(memento) -> None:

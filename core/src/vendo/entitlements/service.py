@@ -229,9 +229,21 @@ class Entitlements:
     def assign(self, session: Session, subject: str, plan_id: str, *, status: str = "active",
                trial_days: int | None = None, seats: int = 1, add_ons: dict[str, int] | None = None,
                grace_until: datetime | None = None) -> Assignment:
-        """Put ``subject`` on a plan of the current catalog (the billing domain calls this as
-        subscriptions change). ``trial_days`` (default: the plan's) makes it ``trialing``."""
+        """Put ``subject`` on a plan (the billing domain calls this as subscriptions change).
+        ``trial_days`` (default: the plan's) makes it ``trialing``.
+
+        A subject moving to another plan gets the current catalog's terms; one staying on its
+        plan (a renewal, a payment, a seat change) keeps the catalog version it subscribed
+        under while that version still has the plan: editing a plan never changes what existing
+        subscribers get until they change plan."""
+        assignment = session.get(Assignment, subject)
         version = self.current_version(session)
+        if assignment is not None and assignment.plan_id == plan_id and assignment.catalog_version != version:
+            try:
+                self.catalog(assignment.catalog_version, session).plan(plan_id)
+                version = assignment.catalog_version
+            except NotFound:  # the version, or the plan in it, is gone: the current terms
+                pass
         catalog = self.catalog(version, session)
         plan = catalog.plan(plan_id)
         for add_on in add_ons or {}:
@@ -241,7 +253,7 @@ class Entitlements:
         days = plan.trial_days if trial_days is None else trial_days
         if status == "trialing" and not days:
             raise InvalidInput(f"plan '{plan_id}' has no trial", code="no_trial")
-        assignment = session.get(Assignment, subject) or Assignment(subject=subject)
+        assignment = assignment or Assignment(subject=subject)
         assignment.plan_id, assignment.catalog_version, assignment.status = plan_id, version, status
         assignment.trial_ends_at = now + timedelta(days=days) if status == "trialing" else None
         assignment.grace_until, assignment.seats = grace_until, seats
