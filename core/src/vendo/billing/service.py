@@ -507,11 +507,13 @@ class Billing:
         # plans and currencies
         upgrade = self._monthly(catalog, target, currency, count) >= self._monthly(catalog, sub.plan, currency,
                                                                                    sub.seats)
+        moves = target != sub.plan  # a seat change keeps the prices the subscriber pays now
         change = SubscriptionChange(
-            subscription_id=sub.subscription_id, plan=target if target != sub.plan else None,
-            price_key=lookup_key(target, version, interval, currency), seats=count if count != sub.seats else None,
+            subscription_id=sub.subscription_id, plan=target if moves else None,
+            price_key=lookup_key(target, version, interval, currency) if moves else None,
+            seats=count if count != sub.seats else None,
             at_period_end=not upgrade, idempotency_key=f"{subject}:{idempotency_key}" if idempotency_key else None,
-            usage_price_keys=self.usage_price_keys(target_plan, version, interval, currency.lower()))
+            usage_price_keys=self.usage_price_keys(target_plan, version, interval, currency.lower()) if moves else None)
         info = await self._call(name, "change the subscription", lambda: provider.change_subscription(change))
         # an immediate change replaces a change waiting for the renewal (providers release it)
         data = {"scheduled_plan": None if upgrade or target == sub.plan else target}
