@@ -210,3 +210,25 @@ def test_included_units_are_free_and_the_overage_is_billed(world, clock):
         amounts = sorted(i.amount_paid for i in session.scalars(select(LocalInvoice).where(
             LocalInvoice.reason == "subscription_cycle")))
     assert amounts == [1900, 2100]
+
+
+def test_a_seat_change_and_the_renewal_bill_the_price_the_subscriber_bought(world, clock):
+    """Without any catalog sync, the local provider prices a grandfathered subscriber's seat
+    change and renewals at the catalog version of the subscription's price, not at a price the
+    operator raised since (Memento's Enterprise: 49.90 + 3.90 per seat, at least 5)."""
+    import tomllib
+
+    from vendo.entitlements.catalog import parse_catalog
+
+    from vendo_billing_local.models import LocalInvoice
+
+    world.pay(world.checkout("enterprise", seats=5))
+    memento = Path(__file__).resolve().parents[3] / "examples" / "catalogs" / "memento.toml"
+    raised = memento.read_text().replace('amount = "49.90", per_seat = "3.90"', 'amount = "59.90", per_seat = "4.90"')
+    world.kernel.entitlements.load_catalog(parse_catalog(tomllib.loads(raised)), source="raised")
+    assert world.post("change-plan", {"seats": 6}).json()["applies"] == "now"
+    clock.advance(days=32)
+    asyncio.run(world.provider.renew())
+    with world.kernel.session() as session:
+        cycle = session.scalar(select(LocalInvoice).where(LocalInvoice.reason == "subscription_cycle"))
+    assert cycle.amount_paid == 4990 + 6 * 390

@@ -52,6 +52,8 @@ from vendo_billing_local.models import (
 )
 
 SIGNATURE_HEADER = "vendo-local-signature"
+#: A plan price's lookup key (see ``vendo.CatalogPrice``).
+PRICE_KEY = re.compile(r"vendo:(?P<plan>[^:]+):v(?P<version>\d+):(?P<interval>month|year):(?P<currency>[a-z]{3})")
 #: A usage-based price's lookup key (see ``vendo.CatalogPrice``).
 USAGE_KEY = re.compile(r"vendo:(?P<plan>[^:]+):v(?P<version>\d+):(?P<interval>month|year):(?P<currency>[a-z]{3})"
                        r":usage:(?P<feature>.+)")
@@ -159,8 +161,9 @@ class LocalBillingProvider:
     def _amount(self, plan_id: str, interval: str, currency: str, seats: int, session: Any = None,
                 price_key: str | None = None) -> int:
         """What one period of the plan costs: the price synced under ``price_key`` when there
-        is one (what a vendor charges), else the kernel's current catalog (read in ``session``
-        when given: a second transaction would wait on SQLite's write lock).
+        is one (what a vendor charges), else the catalog version ``price_key`` names (what the
+        subscriber bought), else the kernel's current catalog (read in ``session`` when given: a
+        second transaction would wait on SQLite's write lock).
 
         :raises NotFound: ``unknown_plan`` (neither a synced price nor a catalog plan).
         """
@@ -172,8 +175,14 @@ class LocalBillingProvider:
                     synced = own.get(LocalPrice, price_key)
             if synced is not None:
                 return synced.unit_amount + synced.per_seat_amount * max(seats, synced.min_seats)
-        catalog = self._kernel.entitlements.catalog(None, session)
-        plan = catalog.plan(plan_id)
+        match = PRICE_KEY.fullmatch(price_key or "")
+        version = int(match["version"]) if match is not None and match["plan"] == plan_id else None
+        try:
+            plan = self._kernel.entitlements.catalog(version, session).plan(plan_id)
+        except NotFound:
+            if version is None:
+                raise
+            plan = self._kernel.entitlements.catalog(None, session).plan(plan_id)  # that version is gone
         price = next((p for p in plan.flat_prices if p.interval == interval and p.currency == currency), None)
         if price is None:
             return 0
