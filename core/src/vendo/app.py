@@ -225,7 +225,11 @@ def _install_ai_gateway(app: FastAPI, kernel: Kernel, templates: dict[int, str])
     if clashes:
         log.warning("the OpenAI-compatible routes are not mounted: a plugin serves %s", ", ".join(clashes))
         return
+    before = len(app.router.routes)
     app.include_router(router)
+    # Matched first: requests are matched route by route in order, and these paths (checked
+    # above) are served by nobody else, so gateway calls skip matching every other route.
+    app.router.routes[:] = app.router.routes[before:] + app.router.routes[:before]
     templates.update({id(route): getattr(route, "path", "") for route in router.routes})
 
 
