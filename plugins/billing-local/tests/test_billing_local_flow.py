@@ -270,3 +270,11 @@ def test_the_server_renews_in_the_background(make_world, clock):
 def test_no_background_renewal_when_disabled(make_world):
     world = make_world(local={"renew_interval": 0})
     assert world.provider.renewer is None
+
+
+def test_the_success_url_gets_the_checkout_id_as_stripe_fills_it(world):
+    checkout = world.checkout("pro", success_url="https://app.test/done?session={CHECKOUT_SESSION_ID}&x=1")
+    response = world.pay(checkout)
+    assert response.headers["location"] == f"https://app.test/done?session={checkout['checkout_id']}&x=1"
+    page = world.client.get(checkout["url"])  # completed: the page links to the same place
+    assert f"https://app.test/done?session={checkout['checkout_id']}&amp;x=1" in page.text

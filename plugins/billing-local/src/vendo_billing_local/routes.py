@@ -28,6 +28,12 @@ def money(amount: int, currency: str) -> str:
     return f"{amount / 100:.2f} {currency.upper()}"
 
 
+def success_url(checkout: Any) -> str:
+    """Where the buyer goes once paid: the checkout's ``success_url`` with ``{CHECKOUT_SESSION_ID}``
+    replaced by the checkout id, as Stripe does, so one success URL works with both providers."""
+    return checkout.success_url.replace("{CHECKOUT_SESSION_ID}", checkout.id)
+
+
 def build_router(kernel: Any) -> APIRouter:
     """The pages of the ``local`` provider of ``kernel``."""
     from vendo_billing_local import provider_of
@@ -39,7 +45,7 @@ def build_router(kernel: Any) -> APIRouter:
         checkout = provider_of(kernel).checkout(checkout_id)
         if checkout.status != "open":
             return HTMLResponse(PAGE.format(title="Checkout complete", content=(
-                f'<p>This checkout is complete. <a href="{escape(checkout.success_url)}">Continue</a></p>')))
+                f'<p>This checkout is complete. <a href="{escape(success_url(checkout))}">Continue</a></p>')))
         if checkout.trial_days:
             due = f"{checkout.trial_days}-day free trial, no card needed; then {money(checkout.amount, checkout.currency)}"
             action = "Start trial"
@@ -69,7 +75,7 @@ def build_router(kernel: Any) -> APIRouter:
     @router.post("/checkout/{checkout_id}", summary="Complete a local checkout (the Pay button)")
     async def checkout_pay(checkout_id: str) -> RedirectResponse:
         checkout = await provider_of(kernel).complete_checkout(checkout_id)
-        return RedirectResponse(checkout.success_url, status_code=303)
+        return RedirectResponse(success_url(checkout), status_code=303)
 
     @router.get("/portal/{portal_id}", response_class=HTMLResponse, summary="Local customer portal page")
     def portal_page(portal_id: str) -> HTMLResponse:
