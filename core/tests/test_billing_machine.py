@@ -349,12 +349,16 @@ def test_refund_and_invoices_are_recorded(bench):
                               checkout_id="cs_1"))
     (refund,) = bench.outbox("billing.refund.created")
     assert refund == {"provider": "acme", "subject": SUBJECT, "subscription_id": "sub_1", "checkout_id": "cs_1",
-                      "invoice_id": "in_1", "amount": 500, "currency": "eur"}
+                      "invoice_id": "in_1", "amount": 500, "currency": "eur", "amount_paid": 990,
+                      "amount_refunded_total": 500, "fully_refunded": False, "payment": None}
+    bench.deliver(bench.event("evt_4", "refund.created", invoice_id="in_1", amount=490, currency="eur", minutes=1))
+    rest = bench.outbox("billing.refund.created")[-1]
+    assert (rest["amount"], rest["amount_refunded_total"], rest["fully_refunded"]) == (490, 990, True)
     from vendo.billing.models import BillingInvoice
 
     with bench.kernel.session() as session:
         invoice = session.get(BillingInvoice, ("acme", "in_1"))
-        assert (invoice.status, invoice.amount, invoice.amount_refunded) == ("paid", 990, 500)
+        assert (invoice.status, invoice.amount, invoice.amount_refunded) == ("paid", 990, 990)
 
 
 def test_a_refund_naming_only_the_customer_finds_its_subject_and_subscription(bench):
@@ -366,7 +370,14 @@ def test_a_refund_naming_only_the_customer_finds_its_subject_and_subscription(be
     assert charge.status_code == 200, charge.text
     assert bench.outbox("billing.refund.created") == [
         {"provider": "acme", "subject": SUBJECT, "subscription_id": "sub_1", "checkout_id": None,
-         "invoice_id": None, "amount": 300, "currency": "eur"}]
+         "invoice_id": None, "amount": 300, "currency": "eur", "amount_paid": None, "amount_refunded_total": None,
+         "fully_refunded": None, "payment": "pi_1"}]
+    # a vendor's figures win (Stripe's charge carries its total refunded and whether it is whole)
+    bench.deliver(bench.event("evt_r0", "refund.created", amount=700, currency="eur", minutes=1,
+                              data={"payment_intent": "pi_1", "amount_paid": 1000, "amount_refunded_total": 1000,
+                                    "fully_refunded": True}, **only_customer))
+    whole = bench.outbox("billing.refund.created")[-1]
+    assert (whole["amount_paid"], whole["amount_refunded_total"], whole["fully_refunded"]) == (1000, 1000, True)
     bench.deliver(bench.event("evt_s2", "subscription.created", plan="business", status="active",
                               subscription_id="sub_2", minutes=1))
     bench.deliver(bench.event("evt_r2", "refund.created", amount=200, currency="eur", minutes=2, **only_customer))

@@ -244,8 +244,8 @@ def test_charge_refunded_names_the_refunded_amount(provider: Any) -> None:
     (partial,) = provider.parse_webhook(*deliver(event("charge.refunded", charge, previous={"amount_refunded": 2000})))
     assert (partial.type, partial.customer_id, partial.invoice_id, partial.amount, partial.currency) == (
         "refund.created", "cus_1", "in_1", 3000, "usd")
-    assert partial.data == {"charge_id": "ch_1", "payment_intent": "pi_1", "amount_refunded_total": 5000,
-                            "fully_refunded": False}
+    assert partial.data == {"charge_id": "ch_1", "payment_intent": "pi_1", "amount_paid": 9000,
+                            "amount_refunded_total": 5000, "fully_refunded": False}
     (first,) = provider.parse_webhook(*deliver(event("charge.refunded", charge)))
     assert first.amount == 5000
 

@@ -197,10 +197,18 @@ class StateMachine:
         subscription_id = event.subscription_id or (invoice.subscription_id if invoice is not None else None) \
             or self._only_subscription(session, provider, event, subject)
         currency = event.currency or (invoice.currency if invoice is not None else None)
+        # what the refunded payment was and how much of it is given back by now: the vendor's
+        # figures when the event carries them, else the invoice's as the kernel recorded it
+        paid = event.data.get("amount_paid", invoice.amount if invoice is not None else None)
+        total = event.data.get("amount_refunded_total", invoice.amount_refunded if invoice is not None else None)
+        fully = event.data.get("fully_refunded")
+        if fully is None and paid is not None and total is not None:
+            fully = total >= paid
         self._kernel.outbox.publish(session, "billing.refund.created", {
             "provider": provider, "subject": subject, "subscription_id": subscription_id,
             "checkout_id": event.checkout_id, "invoice_id": event.invoice_id, "amount": event.amount,
-            "currency": currency})
+            "currency": currency, "amount_paid": paid, "amount_refunded_total": total, "fully_refunded": fully,
+            "payment": event.data.get("payment_intent")})
         self._audit(session, "billing.refund.created", provider, subject, "invoice", event.invoice_id or "",
                     {"amount": event.amount, "currency": currency, "subscription_id": subscription_id})
         return "recorded"

@@ -194,6 +194,7 @@ def _refund(event: Mapping[str, Any]) -> list[BillingEvent]:
         data={
             "charge_id": charge["id"],
             "payment_intent": o.object_id(o.field(charge, "payment_intent")),
+            "amount_paid": int(o.field(charge, "amount_captured") or o.field(charge, "amount") or 0),
             "amount_refunded_total": total,
             "fully_refunded": bool(o.field(charge, "refunded")),
         },
