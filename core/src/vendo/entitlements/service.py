@@ -37,8 +37,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vendo.capabilities import COMPENSATIONS, counter_key, counter_period
+from vendo.db import utcnow
 from vendo.entitlements.catalog import Catalog, FeatureDefinition, Grant, Plan
-from vendo.entitlements.models import Assignment, CatalogVersion, Hold, LedgerEntry
+from vendo.entitlements.models import Assignment, CatalogVersion, Counter, Hold, LedgerEntry
 from vendo.entitlements.periods import period_end, period_start
 from vendo.entitlements.groupcommit import GroupCommit
 from vendo.entitlements.plancache import MISS, NEWEST_CATALOG, PlanCache
@@ -135,6 +136,23 @@ _CLAIM_HOLDS = Hold.__table__.update() \
 _HOLD_STATUS = select(_HOLDS.id, _HOLDS.status).where(_HOLDS.id.in_(bindparam("ids", expanding=True)))
 _HOLD_APPLIED = Hold.__table__.update().where(_HOLDS.id == bindparam("hold_id")).values(applied=bindparam("applied"))
 _HOLD_INSERT = Hold.__table__.insert()
+
+
+def _counter_adds(dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`` without
+    RETURNING, for executemany (SQLAlchemy sends the rows as one multi-row statement)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = Counter.__table__
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.key],
+        set_={"value": table.c.value + statement.excluded.value, "updated_at": statement.excluded.updated_at})
+
+
+_COUNTER_ADDS = {name: _counter_adds(name) for name in ("sqlite", "postgresql")}
 
 
 def _is_workspace(subject: str) -> bool:
@@ -738,8 +756,10 @@ class Entitlements:
         feature without limits) in ``session``'s transaction: per item ``(feature, amount,
         tokens, cost, metadata, idempotency_key)`` a ``consume`` ledger entry and an
         unconditional counter move (journalled when the store is unreachable), in one
-        multi-row insert. Returns each meter's new value (``None`` when journalled). Not a
-        gate: use :meth:`consume` to check and record at once.
+        multi-row insert (with the SQL counter store, the counter moves are one multi-row
+        UPSERT too). Returns each meter's new value when the store answered it (``None`` with
+        the SQL store, and when journalled). Not a gate: use :meth:`consume` to check and
+        record at once.
 
         :raises InvalidInput: ``not_countable`` (a boolean feature), ``invalid_amount``.
         :raises IntegrityError: an idempotency key already recorded (the transaction must roll back).
@@ -747,7 +767,9 @@ class Entitlements:
         if not subject:
             raise InvalidInput("subject is required", code="invalid_subject")
         planned = planned or self._plan_of(session, subject, self._kernel.now())
-        entries, used = [], []
+        store = self._store
+        batched = isinstance(store, SQLCounterStore) and session.get_bind().dialect.name in _COUNTER_ADDS
+        entries, used, moves = [], [], {}
         for feature, amount, tokens, cost, metadata, key in items:
             _valid_actual(amount)
             ctx = self._context(session, subject, feature, member, planned)
@@ -755,12 +777,21 @@ class Entitlements:
                 raise InvalidInput(f"{feature} is a boolean feature: check it, there is nothing to count",
                                    code="not_countable")
             keys = [b.key for b in ctx.buckets]
-            values = self._move(session, keys, amount) if amount else []
+            if batched:  # the SQL store: every move in one statement below, in this transaction
+                for bucket_key in keys:
+                    moves[bucket_key] = moves.get(bucket_key, 0) + amount
+                values: list[int] | None = []
+            else:
+                values = self._move(session, keys, amount) if amount else []
             entries.append({"idempotency_key": key, "kind": "consume", "subject": subject, "member": member,
                             "feature": feature, "period_start": ctx.start, "amount": amount, "tokens": tokens,
                             "cost": cost, "buckets": keys, "details": dict(metadata or {}), "created_at": ctx.now,
                             "applied": values is not None})
             used.append(values[0] if values else None)
+        if moves := {k: v for k, v in moves.items() if v}:
+            now = utcnow()
+            session.connection().execute(_COUNTER_ADDS[session.get_bind().dialect.name],
+                                         [{"key": k, "value": v, "updated_at": now} for k, v in moves.items()])
         if entries:
             session.connection().execute(_LEDGER_INSERT, entries)
         return used
