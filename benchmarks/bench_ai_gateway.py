@@ -17,6 +17,17 @@ and the upstream). Figures move with the machine's load: read the differences an
 
     uv run python benchmarks/bench_ai_gateway.py            # ~1 min
     uv run python benchmarks/bench_ai_gateway.py --quick    # smoke run, figures meaningless
+
+``--gateway-bench`` measures Vendo beside LiteLLM's own proxy with ``../shared/tools/gateway-bench``
+in one interleaved run (its ``run_anchor.sh`` starts the upstream and the two LiteLLM proxies;
+this script starts the Vendo servers it adds as extra targets, each with its own SQLite data
+directory and API key): ``vendo`` (this tree, the catalog above: AI meters without limits),
+``vendo-limited`` (this tree, finite quotas on ``ai_chat``/``ai_tokens``/``ai_spend``, so every
+call is held then committed) and, with ``--before REV``, ``vendo-before`` (that commit's
+``core/src`` and ``plugins/*/src`` from ``git archive``, on the same catalog as ``vendo``). The
+tables land in ``benchmarks/results/gateway-bench-ai-<time>.{md,json}``.
+
+    uv run python benchmarks/bench_ai_gateway.py --gateway-bench --before HEAD~5   # ~6 min
 """
 
 from __future__ import annotations
@@ -88,6 +99,15 @@ SETUP = textwrap.dedent(
     """
 )
 
+#: ``vendo-limited``: the same plan with finite quotas (never reached in a run), so each call
+#: takes and commits holds on its three meters.
+LIMITED_CATALOG = CATALOG.replace(
+    'features = { ai_chat = "unlimited", ai_tokens = "unlimited", ai_spend = "unlimited" }',
+    "features = { ai_chat = 100000000, ai_tokens = 1000000000000, ai_spend = 1000000000000 }")
+REPO = Path(__file__).resolve().parents[1]
+GATEWAY_BENCH = REPO.parent / "shared" / "tools" / "gateway-bench"
+UPSTREAM_KEY = "sk-gwbench-upstream"  # run_anchor.sh's upstream accepts only this key
+
 MESSAGES = [{"role": "user", "content": "Say hello to Ada Lovelace and Charles Babbage"}]
 
 
@@ -156,11 +176,97 @@ async def measure_litellm(base: str, n: int, warmup: int, stream: bool) -> tuple
     return totals, firsts
 
 
+def _start_vendo(work: Path, name: str, catalog: str, up_port: int, source: Path | None) -> tuple[subprocess.Popen, int, str]:
+    """A `vendo serve` worker with its own data directory, catalog and API key, reaching the
+    upstream on ``up_port``; ``source``: another tree's ``core/src`` and ``plugins/*/src``."""
+    home = work / name
+    home.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VENDO_")}
+    env.update({"VENDO_DATA_DIR": str(home / "data"), "VENDO_LOG_LEVEL": "WARNING",
+                "PYTHONPYCACHEPREFIX": str(home / "pycache"), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "VENDO_SECRET_KEY": "bench-ai-gateway-master-secret-0123456789"})
+    if source is not None:
+        paths = [source / "core" / "src", *sorted((source / "plugins").glob("*/src"))]
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
+    (home / "catalog.toml").write_text(catalog)
+    (home / "vendo.toml").write_text(CONFIG.format(port=up_port).replace("sk-bench-operator", UPSTREAM_KEY))
+    for args in (("db", "upgrade"), ("plans", "load", str(home / "catalog.toml"))):
+        subprocess.run([sys.executable, "-m", "vendo", *args], env=env, cwd=home, check=True, capture_output=True)
+    key = subprocess.run([sys.executable, "-c", SETUP], env=env, cwd=home, check=True, capture_output=True,
+                         text=True).stdout.split()[-1]
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "vendo", "serve", "--port", str(port)], env=env, cwd=home,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(f"http://127.0.0.1:{port}/api/health", server, timeout=90)
+    return server, port, key
+
+
+def gateway_bench(args: argparse.Namespace) -> None:
+    """Vendo beside LiteLLM's proxy through gateway-bench's run_anchor.sh (see the docstring)."""
+    if not (GATEWAY_BENCH / "run_anchor.sh").exists():
+        raise SystemExit(f"gateway-bench not found at {GATEWAY_BENCH}")
+    work = Path(tempfile.mkdtemp(prefix="vendo-gwbench-ai-"))
+    up_port, proxy_port = free_port(), free_port()
+    targets = [("vendo", CATALOG, None), ("vendo-limited", LIMITED_CATALOG, None)]
+    if args.before:
+        source = work / "before-src"
+        source.mkdir()
+        archive = subprocess.run(["git", "archive", args.before, "core/src", "plugins"], cwd=REPO, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+        revision = subprocess.run(["git", "rev-parse", "--short", args.before], cwd=REPO, check=True,
+                                  capture_output=True, text=True).stdout.strip()
+        targets.insert(0, ("vendo-before", CATALOG, source))
+    servers: list[subprocess.Popen] = []
+    extra, pids = [], []
+    try:
+        for name, catalog, source in targets:
+            server, port, key = _start_vendo(work, name, catalog, up_port, source)
+            servers.append(server)
+            extra.append(f"{name} http://127.0.0.1:{port}/v1 {key} bench-chat")
+            pids.append(f"{name}={server.pid}")
+        results = work / "results"
+        env = {**os.environ, "UP_PORT": str(up_port), "PROXY_PORT": str(proxy_port),
+               "GWB_WORK": os.environ.get("GWB_WORK", str(Path(tempfile.gettempdir()) / "gwbench")),
+               "GWB_RESULTS": str(results), "GWB_EXTRA_TARGETS": ";".join(extra), "GWB_EXTRA_PIDS": " ".join(pids),
+               "N": str(args.n), "WARMUP": str(max(args.n // 10, 5)), "ROUNDS": str(args.rounds),
+               "DURATION": str(args.duration)}
+        subprocess.run(["bash", str(GATEWAY_BENCH / "run_anchor.sh"), *(["--quick"] if args.quick else [])],
+                       env=env, check=False)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=20)
+    found = sorted(results.glob("anchor-*.md"))
+    if not found:
+        raise SystemExit("gateway-bench wrote no results")
+    stamp = found[-1].stem.removeprefix("anchor-")
+    out = REPO / "benchmarks" / "results" / f"gateway-bench-ai-{stamp}"
+    note = (f"\n- vendo targets (1 `vendo serve` worker each, SQLite, vendo-ai-litellm + vendo-auth-apikeys, "
+            f"model bench-chat on the OpenAI-wire direct path): `vendo` = this tree (AI meters without limits), "
+            f"`vendo-limited` = this tree with finite quotas (holds taken and committed on every call)"
+            + (f", `vendo-before` = {revision}" if args.before else "") + "\n")
+    text = found[-1].read_text()
+    head, sep, rest = text.partition("\n\n```yaml")
+    out.with_suffix(".md").write_text(head + note + sep + rest)
+    (out.with_suffix(".json")).write_text(found[-1].with_suffix(".json").read_text())
+    print(f"results: {out}.md / .json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("-n", type=int, default=300, help="timed requests per case")
+    parser.add_argument("-n", type=int, default=None, help="timed requests per case (default 300; 200 with --gateway-bench)")
+    parser.add_argument("--gateway-bench", action="store_true", help="Vendo beside LiteLLM's proxy (gateway-bench)")
+    parser.add_argument("--before", help="with --gateway-bench: also measure this git revision as vendo-before")
+    parser.add_argument("--rounds", type=int, default=2, help="with --gateway-bench: rounds (best kept)")
+    parser.add_argument("--duration", type=float, default=5.0, help="with --gateway-bench: throughput seconds")
     args = parser.parse_args()
+    if args.gateway_bench:
+        args.n = args.n or 200
+        gateway_bench(args)
+        return
+    args.n = args.n or 300
     n, warmup = (20, 5) if args.quick else (args.n, 30)
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
