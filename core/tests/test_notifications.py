@@ -103,6 +103,30 @@ def test_notify_publishes_the_contract_payload(kernel_with):
     assert [d["subscriber"] for d in shown["deliveries"]] == ["notify:email"]
 
 
+async def test_notify_seals_its_secret_context_and_the_notifier_gets_it(kernel_with):
+    """``kernel.notify`` takes ``secret_context`` like ``kernel.notifications.request``: the
+    stored row holds ciphertext only, the notifier the whole context."""
+    notifier = MemoryNotifier()
+    kernel = kernel_with({"mail": NotifierPlugin(notifier)})
+    clear = {"workspace": "Acme", "inviter": "Ada"}
+    link = "https://app.test/invitations/accept?token=vinv_SECRET-TOKEN-1"
+    event = notify(kernel, "invitation:inv_1", template="invitation", context=clear,
+                   secret_context={"accept_url": link})
+    with kernel.session() as session:
+        [row] = session.scalars(select(OutboxEvent)).all()
+        stored = dict(row.payload)
+    assert "SECRET-TOKEN-1" not in str(stored) and "SECRET-TOKEN-1" not in str(kernel.outbox.event(event.id))
+    assert stored["context"] == clear and isinstance(stored["sealed"], str)
+    assert kernel.notifications.context_of(stored) == {**clear, "accept_url": link}
+    assert await kernel.outbox.drain() == 1
+    [sent] = notifier.sent
+    assert sent.context == {**clear, "accept_url": link} and sent.idempotency_key == "invitation:inv_1"
+    with pytest.raises(InvalidInput) as caught:
+        notify(kernel, "invitation:inv_2", template="invitation", context={**clear, "accept_url": "x"},
+               secret_context={"accept_url": link})
+    assert caught.value.code == "invalid_notification"
+
+
 def test_same_idempotency_key_publishes_once(kernel_with):
     """Across transactions, within one, and through outbox.publish directly."""
     kernel = kernel_with()

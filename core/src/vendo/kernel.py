@@ -98,25 +98,32 @@ class Kernel:
         return self.clock()
 
     def notify(self, session: Session, *, to: str, template: str, context: Mapping[str, Any],
-               idempotency_key: str, channel: str = "email") -> Any:
+               idempotency_key: str, channel: str = "email",
+               secret_context: Mapping[str, Any] | None = None) -> Any:
         """Ask for a notification (an email...) in ``session``'s transaction.
 
         Publishes the outbox event ``notification.requested`` with the payload
-        ``{"channel", "to", "template", "context", "idempotency_key"}``; the notifier of
-        the channel sends it once the transaction commits (retried with backoff). The same
-        ``idempotency_key`` publishes once: a second call returns the first event.
+        ``{"channel", "to", "template", "context", "idempotency_key"}`` (and ``"sealed"``);
+        the notifier of the channel sends it once the transaction commits (retried with
+        backoff). The same ``idempotency_key`` publishes once: a second call returns the
+        first event. The same as :meth:`vendo.notifications.Notifications.request`.
 
         :param session: the transaction of the change the notification announces.
         :param to: the recipient (a valid email address for ``email``).
         :param template: ``license_key``, ``invitation``, ``password_reset``, ``payment_failed``...
-        :param context: the template's values (JSON-compatible).
+        :param context: the template's values (JSON-compatible), stored in clear.
         :param idempotency_key: a stable key of what is notified (e.g. ``license:<id>``).
         :param channel: the notifier channel, ``email`` by default.
+        :param secret_context: more template values that are secrets (a key, a link carrying a
+            token or one-time code): sealed at rest, handed only to the notifier, merged into
+            the context; never stored or shown in clear.
         :return: the :class:`vendo.Event` published (or published before with that key).
-        :raises InvalidInput: bad address, template name, context or key.
+        :raises InvalidInput: bad address, template name, context or key; a name in both
+            ``context`` and ``secret_context``.
         """
         return self.notifications.request(session, to=to, template=template, context=context,
-                                          idempotency_key=idempotency_key, channel=channel)
+                                          idempotency_key=idempotency_key, channel=channel,
+                                          secret_context=secret_context)
 
     @property
     def secrets(self) -> Secrets:

@@ -19,8 +19,9 @@ never attempted (the dispatcher only claims routes it can serve): it is listed b
 ``vendo outbox show EVENT_ID`` (an operator may deliver a license key by hand), and it
 goes out as soon as a notifier of the channel is installed and configured.
 
-Secrets (a license key, a password-reset link) never sit in clear in the outbox: a caller
-passes them as ``secret_context``, which is sealed (authenticated encryption under a key
+Secrets (a license key, an invitation, password-reset or email-verification link) never sit
+in clear in the outbox: a caller passes them as ``secret_context`` (``SECRET_FIELDS`` names
+those of the well-known templates), which is sealed (authenticated encryption under a key
 derived from the master secret, purpose ``notifications:sealed-context``) into the payload's
 ``sealed`` field. Only the notifier sees them, merged into :attr:`vendo.Notification.context`
 at delivery; ``vendo outbox list`` and ``show``, subscribers of ``notification.requested``
@@ -53,6 +54,15 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII without spaces: sa
 SEALED_PURPOSE = "notifications:sealed-context"
 #: The longest ``sealed`` field accepted (base64 text).
 MAX_SEALED = 64_000
+#: The secret context values of the well-known templates (a key, links carrying a single-use
+#: token): their senders pass them as ``secret_context``; ``vendo outbox seal`` seals them in
+#: the rows older versions stored in clear (:meth:`Notifications.seal_stored`).
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "license_key": ("key",),
+    "invitation": ("accept_url",),
+    "password_reset": ("reset_url",),
+    "email_verification": ("verify_url",),
+}
 
 
 def dedup_key(idempotency_key: str) -> str:
@@ -168,8 +178,8 @@ class Notifications:
         """Seal, in the stored ``notification.requested`` events of ``template``, the context
         values named ``fields`` that are still in clear (written before their sender passed
         them as ``secret_context``): each moves into ``sealed`` (merged with what is sealed
-        already) and leaves ``context``. Idempotent; run once after such an upgrade (e.g.
-        ``vendo license seal-outbox``). Pending deliveries keep working: the notifier gets the
+        already) and leaves ``context``. Idempotent; run once after such an upgrade (``vendo
+        outbox seal`` does it for every template of ``SECRET_FIELDS``). Pending deliveries keep working: the notifier gets the
         same values.
 
         :return: how many events were rewritten.

@@ -61,8 +61,9 @@ def outbox_show(
 ) -> None:
     """Print one event: its payload and its deliveries.
 
-    The payload is printed whole, secrets included (a license key waiting in a notification
-    that no notifier could send): this is the operator's view; keep it out of logs.
+    The payload is printed as stored: a notification's secrets (a license key, an invitation,
+    password-reset or verification link) are sealed, shown as the ciphertext of its `sealed`
+    field, never in clear (rows an older version wrote in clear: `vendo outbox seal`).
     """
     from vendo.cli import cli_kernel
 
@@ -93,6 +94,36 @@ def outbox_dispatch() -> None:
     kernel.check_database()
     done = asyncio.run(kernel.outbox.drain())
     typer.echo(f"{done} deliver{'y' if done == 1 else 'ies'} attempted")
+
+
+@outbox_app.command("seal")
+def outbox_seal(
+    template: Optional[str] = typer.Option(
+        None, "--template", help="Only this notification template (with --field: any template)."),
+    fields: Optional[list[str]] = typer.Option(
+        None, "--field", help="A context value of --template to seal (repeatable); default: its known secrets."),
+) -> None:
+    """Seal the secrets that an older version stored in clear in notification.requested events.
+
+    Without options: the license key of license_key emails, the link of invitation,
+    password_reset and email_verification emails. Idempotent; run once after upgrading.
+    Pending emails still go out with the same values.
+    """
+    from vendo.cli import cli_kernel
+    from vendo.errors import InvalidInput
+    from vendo.notifications import SECRET_FIELDS
+
+    if fields and not template:
+        raise InvalidInput("--field needs --template", code="invalid_option")
+    if template and not fields and template not in SECRET_FIELDS:
+        raise InvalidInput(f"no known secrets for template {template!r}: name them with --field "
+                           f"(known templates: {', '.join(SECRET_FIELDS)})", code="invalid_option")
+    kernel = cli_kernel()
+    kernel.check_database()
+    plan = {template: tuple(fields or SECRET_FIELDS[template])} if template else SECRET_FIELDS
+    for name, names in plan.items():
+        count = kernel.notifications.seal_stored(template=name, fields=names)
+        typer.echo(f"{count} {name} notification(s) sealed ({', '.join(names)})")
 
 
 @outbox_app.command("retry")

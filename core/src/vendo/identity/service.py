@@ -287,8 +287,9 @@ class Identity:
 
         A pending invitation of the same address is replaced. In the same transaction the
         outbox gets ``identity.invitation.created`` (without the token) and the email
-        ``notification.requested`` (template ``invitation``: workspace, inviter, accept_url
-        from ``notifications.invitation_url``), the only place the token is stored in clear.
+        ``notification.requested`` (template ``invitation``: workspace and inviter in clear,
+        accept_url from ``notifications.invitation_url`` sealed as secret context). The token
+        is stored nowhere in clear: the invitation keeps a keyed hash, the email its sealed link.
         """
         self.authorize(session, actor, workspace_id, "members.invite")
         new_role = _parse_role(role)
@@ -323,9 +324,9 @@ class Identity:
         links = self._kernel.notifications
         self._kernel.notify(session, to=email, template="invitation", idempotency_key=f"invitation:{invitation.id}",
                             context={"workspace": workspace.name,
-                                     "inviter": (inviter.name or inviter.email) if inviter else "A teammate",
-                                     "accept_url": links.link(self._kernel.settings.notifications.invitation_url,
-                                                              token=token)})
+                                     "inviter": (inviter.name or inviter.email) if inviter else "A teammate"},
+                            secret_context={"accept_url": links.link(
+                                self._kernel.settings.notifications.invitation_url, token=token)})
         return invitation, token
 
     def invitation_dict(self, invitation: Invitation) -> dict[str, Any]:
