@@ -149,14 +149,20 @@ class Api:
     TOKEN_TEMPLATES = {"auth.password_reset.requested": ("password_reset", "reset_url"),
                        "auth.email_verification.requested": ("email_verification", "verify_url")}
 
+    def mails(self, template: str | None = None) -> list[dict[str, Any]]:
+        """The ``notification.requested`` payloads (oldest first, optionally of one template),
+        their context opened as the notifier gets it: sealed values merged in."""
+        mails = [e["payload"] for e in self.events("notification.requested")
+                 if template is None or e["payload"]["template"] == template]
+        return [{**mail, "context": self.kernel.notifications.context_of(mail)} for mail in mails]
+
     def tokens(self, type: str) -> list[str]:
         """The tokens emailed for a domain event type, oldest first: read from the link of
-        the ``notification.requested`` event, the only place a token is in clear."""
+        the ``notification.requested`` event, sealed there (opened as the notifier does)."""
         from urllib.parse import parse_qs, urlsplit
 
         template, link = self.TOKEN_TEMPLATES[type]
-        mails = [e["payload"] for e in self.events("notification.requested") if e["payload"]["template"] == template]
-        return [parse_qs(urlsplit(mail["context"][link]).query)["token"][0] for mail in mails]
+        return [parse_qs(urlsplit(mail["context"][link]).query)["token"][0] for mail in self.mails(template)]
 
     def last_token(self, type: str) -> str:
         tokens = self.tokens(type)

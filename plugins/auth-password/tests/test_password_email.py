@@ -62,3 +62,30 @@ def test_token_events_reach_subscribers(api, kernel):
                         ("auth.password_reset.requested", "ada@example.com")]
     listed = {row["type"] for row in kernel.outbox.list(status="delivered")}
     assert {"auth.email_verification.requested", "auth.password_reset.requested"} <= listed
+
+
+def test_no_outbox_row_or_subscriber_sees_a_reset_or_verification_token(api, kernel):
+    """Both links travel sealed: the stored rows, `vendo outbox list/show` and plugins
+    subscribing to the outbox never see a token; the notifier's view holds the working link."""
+    import json
+
+    api.register()
+    api.post("/auth/password/forgot", {"email": "ada@example.com"})
+    tokens = [api.last_token("auth.email_verification.requested"), api.last_token("auth.password_reset.requested")]
+    assert [t[:4] for t in tokens] == ["vev_", "vpr_"]
+    stored = json.dumps([event["payload"] for event in api.events()])
+    listed = json.dumps([kernel.outbox.event(row["event_id"]) for row in kernel.outbox.events()])
+    for token in tokens:
+        assert token not in stored and token[4:] not in stored and token not in listed
+    mails = {mail["template"]: mail for mail in (e["payload"] for e in api.events("notification.requested"))}
+    assert mails["email_verification"]["context"] == {"expires_minutes": 2 * 24 * 60}
+    assert mails["password_reset"]["context"] == {"expires_minutes": 60}
+    assert all(isinstance(mail["sealed"], str) for mail in mails.values())
+
+    asyncio.run(kernel.outbox.drain())
+    delivered = json.dumps([e.payload for e in kernel.pm.get_plugin("mailbox").events])
+    assert all(token not in delivered for token in tokens), "subscribers get the sealed payload"
+    verify, reset = tokens
+    assert api.post("/auth/email/verify", {"token": verify}).status_code == 204
+    assert api.post("/auth/password/reset", {"token": reset, "password": "Brand-New-Secret-9"}).status_code == 204
+    assert api.login(password="Brand-New-Secret-9").status_code == 200

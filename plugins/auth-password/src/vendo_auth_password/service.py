@@ -628,9 +628,9 @@ class PasswordAuth:
         """A new single-use token (replacing the pending ones of that purpose), emailed
         through ``kernel.notify`` in the caller's transaction; return its expiry.
 
-        The token is stored as a keyed hash; in clear it exists only in the link of the
-        ``notification.requested`` event. The domain event (``auth.password_reset.requested``...)
-        names the token's id, never the token."""
+        The token is stored as a keyed hash; its link travels sealed (``secret_context``) in
+        the ``notification.requested`` event, opened only by the notifier. The domain event
+        (``auth.password_reset.requested``...) names the token's id, never the token."""
         ttl = self.settings.reset_token_ttl if purpose == RESET else self.settings.verify_token_ttl
         session.execute(delete(SingleUseToken).where(
             SingleUseToken.user_id == user_id, SingleUseToken.purpose == purpose,
@@ -645,8 +645,9 @@ class PasswordAuth:
             "user_id": user_id, "email": email, "token_id": token_id, "expires_at": expires_at.isoformat()})
         template, link_name = TOKEN_TEMPLATES[purpose]
         link = self.settings.reset_url if purpose == RESET else self.settings.verify_email_url
-        self.kernel.notify(session, to=email, template=template, idempotency_key=f"{template}:{token_id}", context={
-            link_name: self.kernel.notifications.link(link, token=token), "expires_minutes": ttl // 60})
+        self.kernel.notify(session, to=email, template=template, idempotency_key=f"{template}:{token_id}",
+                           context={"expires_minutes": ttl // 60},
+                           secret_context={link_name: self.kernel.notifications.link(link, token=token)})
         return expires_at
 
     def _recent_token(self, session: Session, user_id: str, purpose: str, now: datetime) -> datetime | None:
