@@ -62,21 +62,23 @@ def test_usage_is_reported_once_and_billed_in_arrears_by_the_renewal(world, cloc
     assert result["units"] == 300  # 1500 - 500 + 800 used, 1500 billed
     assert sum(q for _f, q, _k in _usage(world, subscription)) == 1800
 
-    # the renewal bills the next month in advance and the ended month's 1800 calls in arrears
+    # the renewal reports what is left (200 calls since the last run), then bills the next month
+    # in advance and the ended month's 2000 calls in arrears
+    world.kernel.entitlements.consume(world.team, "api_calls", 200, idempotency_key="call-4")
     clock.advance(days=32)
     assert asyncio.run(world.provider.renew()) == 1
     with world.kernel.session() as session:
         cycle = session.scalar(select(LocalInvoice).where(LocalInvoice.reason == "subscription_cycle"))
-        assert cycle.amount_paid == 2900 + 360  # 1800 × 0.2 cent
+        assert cycle.amount_paid == 2900 + 400  # 2000 × 0.2 cent
     invoices = world.get("invoices").json()["data"]
-    assert [i["amount_paid"] for i in invoices] == [3260, 2900]
+    assert [i["amount_paid"] for i in invoices] == [3300, 2900]
     # billed units are not billed again by the next renewal
     clock.advance(days=31)
     asyncio.run(world.provider.renew())
     with world.kernel.session() as session:
         amounts = sorted(i.amount_paid for i in session.scalars(select(LocalInvoice).where(
             LocalInvoice.reason == "subscription_cycle")))
-    assert amounts == [2900, 3260]
+    assert amounts == [2900, 3300]
 
 
 def test_a_failed_report_is_sent_again_under_the_same_key_and_counted_once(world, clock):

@@ -522,12 +522,14 @@ class LocalBillingProvider:
     async def renew(self) -> int:
         """Process every subscription whose period (or trial) ended: cancel those set to
         cancel, end unconverted trials (no card: ``expired``), otherwise apply the scheduled
-        change, start the next period and record its invoice. Returns how many moved."""
+        change, start the next period and record its invoice (the ended period's usage
+        reported first, so the invoice bills all of it). Returns how many moved."""
         now = self._kernel.now()
         with self._kernel.session() as session:
-            due = list(session.scalars(select(LocalSubscription.id).where(
+            due = list(session.execute(select(LocalSubscription.id, LocalSubscription.subject).where(
                 LocalSubscription.status.in_(("trialing", "active")), LocalSubscription.current_period_end <= now)))
-        for subscription_id in due:
+        for subscription_id, subject in due:
+            await self._kernel.billing.report_usage(subject)  # failures stay pending for the next run
             events: list[BillingEvent] = []
             with self._kernel.session() as session:
                 sub = self._sub(session, subscription_id)
