@@ -234,3 +234,36 @@ def test_a_seat_change_and_the_renewal_bill_the_price_the_subscriber_bought(worl
     with world.kernel.session() as session:
         cycle = session.scalar(select(LocalInvoice).where(LocalInvoice.reason == "subscription_cycle"))
     assert cycle.amount_paid == 4990 + 6 * 390
+
+
+def test_concurrent_reporters_bill_every_unit_once(world, clock):
+    """Several workers run the reporter at the same time (each `vendo serve` worker does) while
+    usage keeps coming: whatever interleaving, the provider ends with exactly the usage."""
+    import threading
+
+    _load(world)
+    world.pay(world.checkout("metered"))
+    subscription = world.state()["subscription"]["id"]
+    errors: list[BaseException] = []
+
+    def reporter() -> None:
+        try:
+            for _ in range(6):
+                asyncio.run(world.kernel.billing.report_usage())
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    for wave in range(3):
+        for number in range(5):
+            world.kernel.entitlements.consume(world.team, "api_calls", 7, idempotency_key=f"w{wave}-{number}")
+        clock.advance(seconds=1)
+        threads = [threading.Thread(target=reporter) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    _report(world)  # whatever a lost race left pending
+    assert sum(q for _f, q, _k in _usage(world, subscription)) == 3 * 5 * 7
+    (status,) = world.kernel.billing.usage.status(world.team)
+    assert (status["billed_units"], status["pending_units"]) == (105, None)
