@@ -58,7 +58,7 @@ async def test_a_vendor_failure_in_a_batch_releases_only_that_calls_holds(make_g
 
 
 async def test_a_call_cancelled_during_admission_gives_its_holds_back(make_gateway) -> None:
-    gw = make_gateway("pro")
+    gw = make_gateway("capped")  # limited meters: the admission holds them in a write
     writer = gw.kernel.ai._writer
     await gw.kernel.ai.chat(gw.team, REQUEST)  # routes and plan cached: the admission write is the first wait
     task = asyncio.ensure_future(gw.kernel.ai.chat(gw.team, REQUEST))
@@ -77,3 +77,24 @@ async def test_a_call_cancelled_during_admission_gives_its_holds_back(make_gatew
         await asyncio.sleep(0.02)
     assert held(gw) == 0
     assert gw.used("ai_chat") == 1 and len(gw.ledger(feature="ai_chat")) == 1
+
+
+async def test_a_call_on_meters_without_limits_is_admitted_without_a_write(make_gateway) -> None:
+    """Plan and workspace cached, nothing to hold: the admission writes nothing; a change to the
+    workspace's vault, key budget or the member's role is seen by the next call at once."""
+    gw = make_gateway("pro")
+    writer = gw.kernel.ai._writer
+    await gw.kernel.ai.chat(gw.team, REQUEST)  # caches the plan and the workspace row
+    writes = writer.writes
+    await gw.kernel.ai.chat(gw.team, REQUEST)
+    assert writer.writes == writes + 1  # the settlement only
+    assert gw.used("ai_chat") == 2 and len(gw.ledger(feature="ai_chat")) == 2
+
+    with gw.kernel.session() as session:  # BYOK: the workspace's own key is used from the next call
+        gw.kernel.ai.vault.put(session, gw.team, "openai", "sk-team-own-key-0001", actor=gw.owner.id)
+    await gw.kernel.ai.chat(gw.team, REQUEST)
+    assert gw.upstream.requests[-1].authorization == "Bearer sk-team-own-key-0001"
+    with gw.kernel.session() as session:
+        gw.kernel.ai.vault.delete(session, gw.team, "openai", actor=gw.owner.id)
+    await gw.kernel.ai.chat(gw.team, REQUEST)
+    assert gw.upstream.requests[-1].authorization == f"Bearer {gw.operator_key}"

@@ -50,11 +50,13 @@ import logging
 import math
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, event, select
+from sqlalchemy.orm import Session, object_session
 from starlette.concurrency import run_in_threadpool
 
 from vendo.ai.models import AICredential, AIKeyBudget
@@ -64,6 +66,7 @@ from vendo.capabilities import COMPENSATIONS, Bucket, ChatChunk, ChatRequest, Ch
     counter_key
 from vendo.entitlements.catalog import Catalog, Plan
 from vendo.entitlements.periods import period_start
+from vendo.entitlements.plancache import MISS, PlanCache
 from vendo.entitlements.service import TIER_LIMITED, Decision
 from vendo.errors import Conflict, Forbidden, InvalidInput, NotFound, VendoError
 from vendo.identity.models import Membership
@@ -96,6 +99,46 @@ _WORKSPACE_READ = select(
     .scalar_subquery().label("role"))
 #: How long a call's holds live before maintenance releases them (longer than any vendor timeout).
 HOLD_TTL = 900.0
+
+
+#: Every AI service's workspace cache, dropped when a membership, vault key or key budget changes.
+_CACHES: weakref.WeakSet[PlanCache] = weakref.WeakSet()
+#: ``session.info`` flag: this transaction changed what the workspace caches keep.
+_CHANGED = "vendo.ai.workspace_changed"
+
+
+def workspace_changed(session: Any) -> None:
+    """Drop the AI services' workspace caches now and again once ``session`` commits: a
+    membership (role), a vault key or an API key's budget changed in it."""
+    session.info[_CHANGED] = True
+    for cache in list(_CACHES):
+        cache.invalidate()
+
+
+@event.listens_for(Session, "after_commit")
+def _changes_committed(session: Any) -> None:
+    if session.info.pop(_CHANGED, False):
+        for cache in list(_CACHES):
+            cache.invalidate()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _changes_rolled_back(session: Any, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop(_CHANGED, None)
+
+
+def _membership_changed(_mapper: Any, _connection: Any, target: Any) -> None:
+    session = object_session(target)
+    if session is not None:
+        workspace_changed(session)
+    else:
+        for cache in list(_CACHES):
+            cache.invalidate()
+
+
+for _change in ("after_insert", "after_update", "after_delete"):
+    event.listen(Membership, _change, _membership_changed)
 
 
 def _unclean(work: Any) -> Any:
@@ -185,6 +228,12 @@ class AI:
         self.vault = Vault(kernel)
         self._writer = MeterWriter(kernel)
         self._routes: dict[str, tuple[Any, ModelInfo]] | None = None
+        #: What admissions read about a workspace (vault ciphertext, API-key budget, member's
+        #: role), kept like the plan cache: dropped in this process when a vault key, a key
+        #: budget or a membership changes (once that transaction commits, and at its flush),
+        #: seen by other processes within ``[entitlements] plan_cache_ttl`` (0: not cached).
+        self.workspace_cache = PlanCache(kernel.settings.entitlements.plan_cache_ttl)
+        _CACHES.add(self.workspace_cache)
 
     # -- models ------------------------------------------------------------------------------
 
@@ -256,6 +305,11 @@ class AI:
         else:
             prompt = sum(provider.count_tokens(model, [{"role": "user", "content": text}]) for text in inputs or [])
 
+        if found is not None:  # nothing to hold or read (cached plan and workspace): no write at all
+            gate = self._admit_in(None, table, caller, feature, requested, kind, prompt, max_tokens, planned=found)
+            if gate is not None:
+                return gate
+
         def work(session: Any) -> _Gate:
             return self._admit_in(session, table, caller, feature, requested, kind, prompt, max_tokens)
 
@@ -266,14 +320,19 @@ class AI:
         asyncio.get_running_loop().create_task(self._release(gate))
 
     def _admit_in(self, session: Any, table: dict[str, tuple[Any, ModelInfo]], caller: Caller, feature: str,
-                  requested: str, kind: str, prompt: int, max_tokens: int | None) -> _Gate:
+                  requested: str, kind: str, prompt: int, max_tokens: int | None, *,
+                  planned: Any = None) -> _Gate | None:
         """Admission in ``session``'s transaction: plan, model, allow-list, then one read of
-        the workspace (vault key, API-key budget, member's role), then every hold."""
+        the workspace (vault key, API-key budget, member's role: :meth:`_workspace_row`), then
+        every hold. With ``session=None`` (on the event loop, ``planned`` from the plan cache):
+        from the caches alone, writing nothing; ``None`` when that is not enough (the workspace
+        row is not cached, a meter has a limit to hold, or the API key has a budget)."""
         entitlements = self._kernel.entitlements
         now = self._kernel.now()
         if not caller.subject:
             raise InvalidInput("subject is required", code="invalid_subject")
-        planned = entitlements.plan_state(caller.subject, session)
+        if session is not None:
+            planned = entitlements.plan_state(caller.subject, session)
         catalog, plan = planned[0], planned[1]
         model, provider, info = self._route(table, catalog, requested)
         aliases = catalog.ai.aliases
@@ -282,12 +341,12 @@ class AI:
                                 f"{plan.name} plan", lambda p: p.ai.allows(model, aliases))
         ciphertext = monthly_usd = None
         if caller.workspace:
-            found = session.connection().execute(_WORKSPACE_READ, {
-                "workspace": caller.workspace, "provider": info.provider, "api_key_id": caller.api_key_id or "",
-                "member": caller.member or ""}).first()
-            ciphertext, monthly_usd = found.ciphertext, found.monthly_usd
+            found = self._workspace_row(session, caller, info.provider)
+            if found is None:
+                return None
+            ciphertext, monthly_usd, role = found
             if caller.verify_member:
-                self._check_member(caller, found.role)
+                self._check_member(caller, role)
         elif caller.verify_member:
             raise NotFound("subject not found", code="subject_not_found")
         api_key = self.vault.open(caller.workspace, ciphertext) if ciphertext is not None else None
@@ -315,6 +374,16 @@ class AI:
                 wanted.append((catalog.ai.token_feature, max(tokens, 1), "tokens"))
             if catalog.ai.spend_feature in catalog.features and spend > 0:
                 wanted.append((catalog.ai.spend_feature, spend, "spend"))
+        if session is None:  # on the event loop: only when there is nothing to hold
+            if not byok and caller.api_key_id and caller.workspace and monthly_usd is not None:
+                return None
+            decisions = entitlements.admit_unlimited(caller.subject, [(held, amount) for held, amount, _r in wanted],
+                                                     member=caller.member, planned=planned)
+            if decisions is None:
+                return None
+            for held, amount, role in wanted:
+                gate.holds[held] = ("", None, amount, role)
+            return gate
         # Nothing is written above this line (a refusal there leaves nothing behind: the writer
         # needs no savepoint, see MeterWriter). The key budget first: its refusal moves nothing.
         if not byok and caller.api_key_id and caller.workspace and monthly_usd is not None:
@@ -333,6 +402,26 @@ class AI:
         for (held, amount, role), decision in zip(wanted, decisions):
             gate.holds[held] = (decision.hold_id or "", decision.limit, amount, role)
         return gate
+
+    def _workspace_row(self, session: Any, caller: Caller, provider: str) -> tuple[Any, Any, Any] | None:
+        """``(vault ciphertext, API-key monthly budget, member's role)`` of the caller's
+        workspace: from :attr:`workspace_cache` when fresh, else (with a ``session``) one
+        statement, then cached. ``None`` without a session when nothing fresh is cached."""
+        key = (caller.workspace, provider, caller.api_key_id or "", caller.member or "")
+        cache = self.workspace_cache
+        found = cache.get(key)
+        if found is not MISS:
+            return found
+        if session is None:
+            return None
+        generation = cache.generation
+        row = session.connection().execute(_WORKSPACE_READ, {
+            "workspace": caller.workspace, "provider": provider, "api_key_id": caller.api_key_id or "",
+            "member": caller.member or ""}).first()
+        found = (row.ciphertext, row.monthly_usd, row.role)
+        if not session.info.get(_CHANGED):  # never cache what this transaction may have changed itself
+            cache.put(key, found, generation)
+        return found
 
     @staticmethod
     def _check_member(caller: Caller, role: str | None) -> None:
@@ -567,6 +656,7 @@ class AI:
     def set_key_budget(self, session: Any, workspace: str, api_key_id: str, monthly_usd: float | None, *,
                        actor: str) -> dict[str, Any] | None:
         """Set (or with ``None`` remove) an API key's monthly AI budget in US dollars."""
+        workspace_changed(session)
         row = session.get(AIKeyBudget, (workspace, api_key_id))
         if monthly_usd is None:
             if row is not None:

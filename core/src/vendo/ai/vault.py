@@ -25,6 +25,13 @@ if TYPE_CHECKING:  # pragma: no cover
 _PROVIDER = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
+def _changed(session: Session) -> None:
+    """The AI services' cached workspace rows are dropped (now, and once ``session`` commits)."""
+    from vendo.ai.service import workspace_changed
+
+    workspace_changed(session)
+
+
 def _purpose(workspace: str) -> str:
     return f"ai-vault:{workspace}"
 
@@ -62,6 +69,7 @@ class Vault:
         if not isinstance(key, str) or not 8 <= len(key.strip()) <= 4096 or any(c.isspace() for c in key.strip()):
             raise InvalidInput("key must be 8 to 4096 characters without spaces", code="invalid_key")
         key = key.strip()
+        _changed(session)
         now = self._kernel.now()
         ciphertext = self._kernel.secrets.encrypt(_purpose(workspace), key)
         row = session.scalar(select(AICredential).where(AICredential.workspace == workspace,
@@ -95,6 +103,7 @@ class Vault:
                                                         AICredential.provider == provider))
         if row is None:
             raise NotFound(f"no {provider} key is stored for this workspace", code="credential_not_found")
+        _changed(session)
         session.execute(delete(AICredential).where(AICredential.id == row.id))
         self._kernel.audit.record(session, "ai.credential.deleted", actor=actor, workspace=workspace,
                                   target_type="ai_credential", target_id=row.id,
@@ -116,5 +125,6 @@ class Vault:
 
     def erase_workspace(self, session: Session, workspace: str) -> int:
         """Delete every key of a workspace being deleted; return how many."""
+        _changed(session)
         result = session.execute(delete(AICredential).where(AICredential.workspace == workspace))
         return int(result.rowcount or 0)

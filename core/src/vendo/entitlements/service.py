@@ -748,6 +748,22 @@ class Entitlements:
             session.connection().execute(_HOLD_INSERT, rows)
         return decisions
 
+    def admit_unlimited(self, subject: str, estimates: list[tuple[str, int]], *, member: str | None = None,
+                        planned: tuple[Catalog, Plan, Plan | None, Any]) -> list[Decision] | None:
+        """:meth:`hold_many` with ``skip_unlimited`` decided from ``planned`` (:meth:`plan_state`)
+        alone, without the database: allowed decisions (``hold_id=None``) when every estimate's
+        feature is granted without any limit, else ``None`` (a limit to protect, or a refusal to
+        explain: ask :meth:`hold_many`). Safe on an event loop."""
+        decisions = []
+        for feature, estimate in estimates:
+            _positive(estimate, "estimate")
+            ctx = self._context(None, subject, feature, member, planned)
+            if (ctx is None or not self._granted(ctx) or ctx.definition.kind == "boolean"
+                    or any(b.limit is not None for b in ctx.buckets)):
+                return None
+            decisions.append(self._decision(ctx, 0, estimate, True))
+        return decisions
+
     def record_many(self, session: Session, subject: str,
                     items: list[tuple[str, int, int, float, dict[str, Any] | None, str]], *,
                     member: str | None = None,
