@@ -16,22 +16,17 @@ import pytest
 
 from vendo.config import load_settings
 from vendo.kernel import Kernel
-from vendo_sdk.pytest_plugin import postgres_schema, require_postgres
+from vendo_sdk.pytest_plugin import postgres_schema
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(vendo_isolated_environment: Path) -> None:
     """vendo-sdk's isolation for every test: no VENDO_* variable, vendo.toml or .env of the developer's."""
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'vendo.db'}"
-        return
-    require_postgres()
-    with postgres_schema() as url:
-        yield url
+@pytest.fixture
+def database_url(vendo_each_database: str) -> str:
+    """A fresh, empty database, once SQLite and once PostgreSQL (vendo-sdk)."""
+    return vendo_each_database
 
 
 @pytest.fixture

@@ -16,22 +16,16 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import vendo_auth_apikeys
-from vendo_sdk.pytest_plugin import FrozenClock, postgres_schema, require_postgres
+from vendo_sdk.pytest_plugin import FrozenClock
 
 SECRET_KEY = "apikeys-tests-master-secret-0123456789abcdef"
 PLUGIN = vendo_auth_apikeys.PLUGIN_NAME
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards
-    (vendo-sdk's helpers: skipped locally without PostgreSQL, a failure in CI)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'vendo.db'}"
-        return
-    require_postgres()
-    with postgres_schema() as url:
-        yield url
+@pytest.fixture
+def database_url(vendo_each_database: str) -> str:
+    """A fresh, empty database, once SQLite and once PostgreSQL (vendo-sdk)."""
+    return vendo_each_database
 
 
 @pytest.fixture

@@ -35,7 +35,6 @@ import pytest
 import vendo_auth_oidc
 from vendo.config import load_settings
 from vendo.kernel import Kernel
-from vendo_sdk.pytest_plugin import postgres_schema, require_postgres
 
 OIDC_PROVIDER_VERSION = "9.13.3"
 #: Vendo's public base URL in these tests: the TestClient's own, so provider redirects land on it.
@@ -49,16 +48,10 @@ GITHUB_CLIENT_SECRET = "github-standin-secret-" + "y" * 16
 # -- the kernel's database fixtures (copied from core/tests/conftest.py) -------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards
-    (vendo-sdk's helpers: skipped locally without PostgreSQL, a failure in CI)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'vendo.db'}"
-        return
-    require_postgres()
-    with postgres_schema() as url:
-        yield url
+@pytest.fixture
+def database_url(vendo_each_database: str) -> str:
+    """A fresh, empty database, once SQLite and once PostgreSQL (vendo-sdk)."""
+    return vendo_each_database
 
 
 # -- kernels and apps with the plugin ---------------------------------------------------------------

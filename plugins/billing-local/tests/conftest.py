@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import vendo_billing_local
-from vendo_sdk.pytest_plugin import FrozenClock, postgres_schema, require_postgres
+from vendo_sdk.pytest_plugin import FrozenClock
 
 SECRET_KEY = "billing-local-tests-master-secret-0123456789"
 CATALOG = Path(__file__).resolve().parents[3] / "examples" / "catalogs" / "memento.toml"
@@ -27,15 +27,10 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.chdir(tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'vendo.db'}"
-        return
-    require_postgres()
-    with postgres_schema() as url:
-        yield url
+@pytest.fixture
+def database_url(vendo_each_database: str) -> str:
+    """A fresh database, once SQLite and once PostgreSQL (vendo-sdk)."""
+    return vendo_each_database
 
 
 @pytest.fixture

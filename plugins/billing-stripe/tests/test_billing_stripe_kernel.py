@@ -14,28 +14,22 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import vendo_billing_stripe
 from billing_stripe_support import API_KEY, WEBHOOK_SECRET, LocalStripe, StripeStandIn, WebhookReceiver
 from sqlalchemy import func, select
 from vendo_billing_stripe.webhooks import signature_header
-from vendo_sdk.pytest_plugin import postgres_schema, require_postgres
 
 CATALOG = Path(__file__).resolve().parents[3] / "examples" / "catalogs" / "memento.toml"
 WEBHOOK = "/api/v1/billing/webhooks/stripe"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def vendo_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'vendo.db'}"
-        return
-    require_postgres()
-    with postgres_schema() as url:
-        yield url
+@pytest.fixture
+def vendo_database_url(vendo_each_database: str) -> str:
+    """A fresh database, once SQLite and once PostgreSQL (vendo-sdk)."""
+    return vendo_each_database
 
 
 class Kernel:

@@ -16,7 +16,6 @@ import pytest
 import vendo_counters_redis
 from vendo import CounterStoreUnavailable
 from counters_redis_support import CATALOG, PLUGIN, REDIS_URL, require_redis
-from vendo_sdk.pytest_plugin import postgres_schema, require_postgres
 
 
 @pytest.fixture(autouse=True)
@@ -37,15 +36,10 @@ def redis_client() -> Iterator[Any]:
     client.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def vendo_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The database of ``vendo_kernel``: a SQLite file, or a PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'vendo.db'}"
-        return
-    require_postgres()
-    with postgres_schema() as url:
-        yield url
+@pytest.fixture
+def vendo_database_url(vendo_each_database: str) -> str:
+    """The database of ``vendo_kernel``, once SQLite and once PostgreSQL (vendo-sdk)."""
+    return vendo_each_database
 
 
 @pytest.fixture

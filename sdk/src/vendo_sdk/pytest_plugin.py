@@ -149,6 +149,24 @@ def vendo_clock() -> FrozenClock:
     return FrozenClock()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def vendo_each_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Runs the test twice: on a fresh SQLite file, then on a fresh PostgreSQL schema dropped
+    afterwards (skipped locally when PostgreSQL is unreachable, a failure in CI). Point
+    ``vendo_database_url`` at it to run ``vendo_kernel``'s kernels on both::
+
+        @pytest.fixture
+        def vendo_database_url(vendo_each_database):
+            return vendo_each_database
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'vendo.db'}"
+        return
+    require_postgres()
+    with postgres_schema() as url:
+        yield url
+
+
 @pytest.fixture
 def vendo_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The database the kernels of this test use."""
