@@ -29,9 +29,19 @@ def _usage(world: Any, subscription_id: str) -> list[tuple[str, int, str | None]
     return [(row.feature, row.quantity, row.price_key) for row in world.provider.usage(subscription_id)]
 
 
-def test_usage_is_reported_once_and_billed_in_arrears_by_the_renewal(world, clock):
+def _renew_after(world: Any, clock: Any, days: int) -> list[int]:
+    """Move the clock ``days`` on, run the renewals, and answer the renewal invoices' amounts
+    (minor units, oldest first)."""
     from vendo_billing_local.models import LocalInvoice
 
+    clock.advance(days=days)
+    asyncio.run(world.provider.renew())
+    with world.kernel.session() as session:
+        return [i.amount_paid for i in session.scalars(select(LocalInvoice).where(
+            LocalInvoice.reason == "subscription_cycle").order_by(LocalInvoice.created_at))]
+
+
+def test_usage_is_reported_once_and_billed_in_arrears_by_the_renewal(world, clock):
     _load(world)
     checkout = world.checkout("metered")
     page = world.client.get(checkout["url"])
@@ -65,20 +75,11 @@ def test_usage_is_reported_once_and_billed_in_arrears_by_the_renewal(world, cloc
     # the renewal reports what is left (200 calls since the last run), then bills the next month
     # in advance and the ended month's 2000 calls in arrears
     world.kernel.entitlements.consume(world.team, "api_calls", 200, idempotency_key="call-4")
-    clock.advance(days=32)
-    assert asyncio.run(world.provider.renew()) == 1
-    with world.kernel.session() as session:
-        cycle = session.scalar(select(LocalInvoice).where(LocalInvoice.reason == "subscription_cycle"))
-        assert cycle.amount_paid == 2900 + 400  # 2000 × 0.2 cent
+    assert _renew_after(world, clock, 32) == [2900 + 400]  # 2000 × 0.2 cent
     invoices = world.get("invoices").json()["data"]
     assert [i["amount_paid"] for i in invoices] == [3300, 2900]
     # billed units are not billed again by the next renewal
-    clock.advance(days=31)
-    asyncio.run(world.provider.renew())
-    with world.kernel.session() as session:
-        amounts = sorted(i.amount_paid for i in session.scalars(select(LocalInvoice).where(
-            LocalInvoice.reason == "subscription_cycle")))
-    assert amounts == [2900, 3300]
+    assert _renew_after(world, clock, 31) == [3300, 2900]
 
 
 def test_a_failed_report_is_sent_again_under_the_same_key_and_counted_once(world, clock):
@@ -188,8 +189,6 @@ def test_the_server_reports_usage_every_interval(make_world, clock):
 
 
 def test_included_units_are_free_and_the_overage_is_billed(world, clock):
-    from vendo_billing_local.models import LocalInvoice
-
     _load(world)
     checkout = world.checkout("overage")
     assert "plus 0.01 EUR per api_calls used beyond 1000 included" in world.client.get(checkout["url"]).text
@@ -197,21 +196,12 @@ def test_included_units_are_free_and_the_overage_is_billed(world, clock):
     world.kernel.entitlements.consume(world.team, "api_calls", 1200)
     clock.advance(seconds=1)
     assert [r["units"] for r in _report(world)] == [1200]  # every unit is reported; the price includes 1000
-    clock.advance(days=32)
-    asyncio.run(world.provider.renew())
-    with world.kernel.session() as session:
-        cycle = session.scalar(select(LocalInvoice).where(LocalInvoice.reason == "subscription_cycle"))
-        assert cycle.amount_paid == 1900 + 200  # 200 calls beyond the 1000 included, a cent each
+    assert _renew_after(world, clock, 32) == [1900 + 200]  # 200 calls beyond the 1000 included, a cent each
     # the next period includes its own 1000 calls again
     world.kernel.entitlements.consume(world.team, "api_calls", 900)
     clock.advance(seconds=1)
     _report(world)
-    clock.advance(days=31)
-    asyncio.run(world.provider.renew())
-    with world.kernel.session() as session:
-        amounts = sorted(i.amount_paid for i in session.scalars(select(LocalInvoice).where(
-            LocalInvoice.reason == "subscription_cycle")))
-    assert amounts == [1900, 2100]
+    assert _renew_after(world, clock, 31) == [2100, 1900]
 
 
 def test_a_seat_change_and_the_renewal_bill_the_price_the_subscriber_bought(world, clock):
@@ -222,18 +212,13 @@ def test_a_seat_change_and_the_renewal_bill_the_price_the_subscriber_bought(worl
 
     from vendo.entitlements.catalog import parse_catalog
 
-    from vendo_billing_local.models import LocalInvoice
 
     world.pay(world.checkout("enterprise", seats=5))
     memento = Path(__file__).resolve().parents[3] / "examples" / "catalogs" / "memento.toml"
     raised = memento.read_text().replace('amount = "49.90", per_seat = "3.90"', 'amount = "59.90", per_seat = "4.90"')
     world.kernel.entitlements.load_catalog(parse_catalog(tomllib.loads(raised)), source="raised")
     assert world.post("change-plan", {"seats": 6}).json()["applies"] == "now"
-    clock.advance(days=32)
-    asyncio.run(world.provider.renew())
-    with world.kernel.session() as session:
-        cycle = session.scalar(select(LocalInvoice).where(LocalInvoice.reason == "subscription_cycle"))
-    assert cycle.amount_paid == 4990 + 6 * 390
+    assert _renew_after(world, clock, 32) == [4990 + 6 * 390]
 
 
 def test_concurrent_reporters_bill_every_unit_once(world, clock):
