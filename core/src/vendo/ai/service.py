@@ -455,6 +455,8 @@ class AI:
         if gate.settled:
             return
         gate.settled = True
+        if gate.key_budget is None and not any(hold_id for hold_id, *_rest in gate.holds.values()):
+            return  # nothing was held (meters without limits): nothing to give back
         try:
             await self._writer.run(_unclean(lambda session: self._release_in(session, gate)), savepoint=False)
         except Exception:
