@@ -15,23 +15,16 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from vendo_sdk.pytest_plugin import postgres_schema, require_postgres
 
 
 #: Cheap argon2 parameters for tests (production uses argon2-cffi's defaults).
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost": 8, "argon2_parallelism": 1}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards
-    (vendo-sdk's helpers: skipped locally without PostgreSQL, a failure in CI)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'vendo.db'}"
-        return
-    require_postgres()
-    with postgres_schema() as url:
-        yield url
+@pytest.fixture
+def database_url(vendo_each_database: str) -> str:
+    """A fresh, empty database, once SQLite and once PostgreSQL (vendo-sdk)."""
+    return vendo_each_database
 
 
 class Mailbox:

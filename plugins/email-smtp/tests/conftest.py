@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import vendo_email_smtp
-from vendo_sdk.pytest_plugin import FrozenClock, postgres_schema, require_postgres
+from vendo_sdk.pytest_plugin import FrozenClock
 
 PLUGIN = vendo_email_smtp.PLUGIN_NAME
 SECRET_KEY = "email-smtp-tests-master-secret-0123456789abcdef"
@@ -22,15 +22,10 @@ def smtp_server(vendo_smtp_server: Callable[..., Any]) -> Callable[..., Any]:
     return vendo_smtp_server
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'vendo.db'}"
-        return
-    require_postgres()
-    with postgres_schema() as url:
-        yield url
+@pytest.fixture
+def database_url(vendo_each_database: str) -> str:
+    """A fresh database, once SQLite and once PostgreSQL (vendo-sdk)."""
+    return vendo_each_database
 
 
 @pytest.fixture
