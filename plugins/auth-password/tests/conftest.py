@@ -15,8 +15,6 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-
-
 #: Cheap argon2 parameters for tests (production uses argon2-cffi's defaults).
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost": 8, "argon2_parallelism": 1}
 
