@@ -13,48 +13,8 @@ import pytest
 import vendo_ai_litellm
 import vendo_auth_apikeys
 from vendo_ai_litellm.upstream import LoopbackServer, Upstream
-from vendo_sdk.pytest_plugin import postgres_schema, require_postgres
 
-SECRET_KEY = "ai-gateway-tests-master-secret-0123456789"
-OPERATOR_KEY = "sk-operator-0123456789abcdef"
-
-CATALOG = """
-currency = "usd"
-
-[features.ai_chat]
-kind = "metered"
-[features.ai_embeddings]
-kind = "metered"
-[features.semantic_search]
-kind = "metered"
-[features.ai_tokens]
-kind = "metered"
-unit = "token"
-[features.ai_spend]
-kind = "metered"
-unit = "microdollar"
-
-[ai]
-aliases = { fast = "chat-small", smart = "chat-large" }
-
-[plans.free]
-name = "Free"
-default = true
-features = { ai_chat = 100, ai_embeddings = 100, semantic_search = 100, ai_tokens = 100000, ai_spend = 1000000 }
-ai = { models = ["fast", "embed-small"], managed = false }
-
-[plans.pro]
-name = "Pro"
-prices = [{ interval = "month", currency = "usd", amount = "20" }]
-features = { ai_chat = "unlimited", ai_embeddings = "unlimited", semantic_search = 5, ai_tokens = "unlimited", ai_spend = "unlimited" }
-ai = { models = ["fast", "smart", "embed-small"], managed = true }
-
-[plans.capped]
-name = "Capped"
-prices = [{ interval = "month", currency = "usd", amount = "5" }]
-features = { ai_chat = 3, ai_embeddings = 100, semantic_search = 100, ai_tokens = 200, ai_spend = 170 }
-ai = { models = ["fast", "embed-small"], managed = true }
-"""
+from ai_litellm_support import CATALOG, OPERATOR_KEY, SECRET_KEY
 
 
 def litellm_settings(upstream: Upstream) -> dict[str, Any]:
@@ -85,15 +45,10 @@ def upstream(loopback_upstream: Upstream) -> Iterator[Upstream]:
     loopback_upstream.set_mode("ok")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'vendo.db'}"
-        return
-    require_postgres()
-    with postgres_schema() as url:
-        yield url
+@pytest.fixture
+def database_url(vendo_each_database: str) -> str:
+    """A fresh database, once SQLite and once PostgreSQL (vendo-sdk)."""
+    return vendo_each_database
 
 
 @pytest.fixture
@@ -184,18 +139,21 @@ def make_gateway(database_url: str, tmp_path: Path, upstream: Upstream) -> Itera
 
     made: list[tuple[Any, LoopbackServer, Gateway]] = []
 
-    def factory(plan: str = "pro") -> Gateway:
+    def factory(plan: str = "pro", *, extra_models: tuple[dict[str, Any], ...] = (), catalog: str = CATALOG) -> Gateway:
+        """``extra_models``: more ``[ai-litellm]`` model routes; ``catalog``: another plan catalog."""
+        routes = litellm_settings(upstream)
+        routes["models"] += list(extra_models)
         settings = load_settings(overrides={
             "data_dir": str(tmp_path / "data"), "database_url": database_url, "secret_key": SECRET_KEY,
             "plugins": {"autoload": False, "strict": True}, "outbox": {"dispatch_in_server": False},
-        }, plugin_settings={"ai-litellm": litellm_settings(upstream), "auth-apikeys": {}})
+        }, plugin_settings={"ai-litellm": routes, "auth-apikeys": {}})
         kernel = Kernel(settings, plugins={"ai-litellm": vendo_ai_litellm, "auth-apikeys": vendo_auth_apikeys})
         kernel.load()
         kernel.prepare_storage()
         migrations.upgrade(kernel)
         import tomllib
 
-        kernel.entitlements.load_catalog(parse_catalog(tomllib.loads(CATALOG)), "tests")
+        kernel.entitlements.load_catalog(parse_catalog(tomllib.loads(catalog)), "tests")
         server = LoopbackServer(create_app(kernel), lifespan="on").start()
         gateway = Gateway(kernel, server, upstream, plan)
         made.append((kernel, server, gateway))

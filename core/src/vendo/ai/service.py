@@ -432,7 +432,9 @@ class AI:
             raise Forbidden(f"your role ({Role(role).value}) cannot use metered features", code="insufficient_role")
 
     def _micro(self, gate: _Gate, usage: Usage) -> int:
-        return int(math.ceil(gate.provider.cost(gate.model, usage) * MICRO))
+        # rounded up to the micro-dollar, after dropping float noise (3e-6 * 11 + 15e-6 * 5 is
+        # 108.00000000000001 micro-dollars, which is 108, not 109)
+        return int(math.ceil(round(gate.provider.cost(gate.model, usage) * MICRO, 6)))
 
     def _reserve_key_budget(self, session: Any, gate: _Gate, monthly_usd: float) -> None:
         caller = gate.caller
