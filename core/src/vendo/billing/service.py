@@ -65,10 +65,14 @@ class EventFailed(VendoError):
     status_code = 500
 
 
+def exact_minor_units(amount: Decimal, currency: str) -> Decimal:
+    """``amount`` in the currency's minor unit, unrounded (``0.002`` EUR is ``0.2`` cents)."""
+    return Decimal(amount) * (1 if currency.lower() in ZERO_DECIMAL else 100)
+
+
 def minor_units(amount: Decimal, currency: str) -> int:
     """``amount`` in the currency's minor unit (cents), as vendors expect it."""
-    factor = 1 if currency.lower() in ZERO_DECIMAL else 100
-    return int((Decimal(amount) * factor).to_integral_value())
+    return int(exact_minor_units(amount, currency).to_integral_value())
 
 
 def check_interval(interval: str) -> str:
@@ -262,8 +266,7 @@ class Billing:
         exact = None
         if price.metered_feature:
             key = usage_lookup_key(key, price.metered_feature)
-            factor = 1 if price.currency in ZERO_DECIMAL else 100
-            exact = format((price.amount * factor).normalize(), "f")
+            exact = format(exact_minor_units(price.amount, price.currency).normalize(), "f")
         return CatalogPrice(
             lookup_key=key, plan=plan.id,
             plan_name=plan.name, plan_version=version, interval=price.interval, currency=price.currency,
