@@ -85,6 +85,7 @@ from vendo.plugins import ENTRY_POINT_GROUP, hookimpl
 if TYPE_CHECKING:  # pragma: no cover
     from vendo.app import create_app
     from vendo.cli import cli_kernel
+    from vendo.billing.service import ZERO_DECIMAL, minor_units
     from vendo.config import PluginSettings, Settings, check_link_template, load_settings
     from vendo.db import READ_ONLY, Model, utcnow
     from vendo.entitlements.endpoints import rate_limit_headers, rate_limited, require_feature
@@ -122,6 +123,8 @@ _LAZY = {
     "PluginSettings": "vendo.config",
     "load_settings": "vendo.config",
     "check_link_template": "vendo.config",
+    "minor_units": "vendo.billing.service",
+    "ZERO_DECIMAL": "vendo.billing.service",
     "Model": "vendo.db",
     "utcnow": "vendo.db",
     "READ_ONLY": "vendo.db",
@@ -188,6 +191,7 @@ __all__ = [
     "LicenseRequest",
     "load_settings",
     "Membership",
+    "minor_units",
     "Model",
     "ModelInfo",
     "normalize_email",
@@ -208,6 +212,7 @@ __all__ = [
     "RateLimited",
     "RateLimitResult",
     "READ_ONLY",
+    "ZERO_DECIMAL",
     "require_feature",
     "require_permission",
     "require_role",

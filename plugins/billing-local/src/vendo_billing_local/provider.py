@@ -39,6 +39,7 @@ from vendo import (
     SubscriptionChange,
     SubscriptionInfo,
     UsageReport,
+    minor_units,
 )
 from vendo_billing_local.models import (
     LocalCheckout,
@@ -57,8 +58,6 @@ PRICE_KEY = re.compile(r"vendo:(?P<plan>[^:]+):v(?P<version>\d+):(?P<interval>mo
 #: A usage-based price's lookup key (see ``vendo.CatalogPrice``).
 USAGE_KEY = re.compile(r"vendo:(?P<plan>[^:]+):v(?P<version>\d+):(?P<interval>month|year):(?P<currency>[a-z]{3})"
                        r":usage:(?P<feature>.+)")
-ZERO_DECIMAL = frozenset({"jpy", "krw", "clp", "vnd", "xaf", "xof", "xpf", "pyg", "ugx", "rwf", "gnf", "bif",
-                          "djf", "kmf", "mga", "vuv"})
 
 
 def _id(prefix: str) -> str:
@@ -71,10 +70,6 @@ def add_interval(moment: datetime, interval: str) -> datetime:
     month = moment.month - 1 + months
     year, month = moment.year + month // 12, month % 12 + 1
     return moment.replace(year=year, month=month, day=min(moment.day, monthrange(year, month)[1]))
-
-
-def _minor(amount: Decimal, currency: str) -> int:
-    return int((Decimal(amount) * (1 if currency in ZERO_DECIMAL else 100)).to_integral_value())
 
 
 def _info(sub: LocalSubscription) -> SubscriptionInfo:
@@ -186,7 +181,7 @@ class LocalBillingProvider:
         price = next((p for p in plan.flat_prices if p.interval == interval and p.currency == currency), None)
         if price is None:
             return 0
-        return _minor(price.amount + price.per_seat * max(seats, price.min_seats), currency)
+        return minor_units(price.amount + price.per_seat * max(seats, price.min_seats), currency)
 
     # -- customers and checkout ------------------------------------------------------------
 
@@ -461,7 +456,7 @@ class LocalBillingProvider:
         amount = 0
         for (feature, key), units in totals.items():
             unit, included = self._unit_price(session, sub, feature, key)
-            amount += _minor(unit * max(0, units - included), sub.currency)
+            amount += minor_units(unit * max(0, units - included), sub.currency)
         return amount, rows
 
     def usage(self, subscription_id: str) -> list[LocalUsage]:

@@ -21,7 +21,7 @@ button{{font-size:1rem;padding:.5rem 1.2rem}}.note{{color:#666;font-size:.9rem}}
 
 def money(amount: int, currency: str) -> str:
     """``1990, "eur"`` → ``19.90 EUR``."""
-    from vendo_billing_local.provider import ZERO_DECIMAL
+    from vendo import ZERO_DECIMAL
 
     if currency in ZERO_DECIMAL:
         return f"{amount} {currency.upper()}"
