@@ -61,6 +61,10 @@ def test_usage_is_reported_once_and_billed_in_arrears_by_the_renewal(world, cloc
     assert _report(world) == []  # reported already: a second run sends nothing
     (status,) = world.kernel.billing.usage.status(world.team)
     assert (status["billed_units"], status["pending_units"], status["last_error"]) == (1500, None, None)
+    shown = world.get("usage")  # over HTTP, for the workspace's admins
+    assert shown.status_code == 200 and shown.json()["data"] == [status]
+    refused = world.get("usage", user=world.member)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "insufficient_role"
     (event,) = world.outbox("billing.usage.reported")
     assert (event["units"], event["billed_units"], event["price_key"]) == (1500, 1500, key)
 

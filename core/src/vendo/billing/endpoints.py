@@ -1,7 +1,7 @@
 """HTTP of billing under ``/api/v1/billing``.
 
 The subject is the caller's workspace (the credential's, or the ``X-Vendo-Workspace``
-header). Reading the subscription needs membership; invoices need ADMIN; changing billing
+header). Reading the subscription needs membership; invoices and usage need ADMIN; changing billing
 (checkout, portal, change-plan, cancel, resume) needs the workspace OWNER. Webhooks are
 anonymous: the provider's signature is the credential.
 """
@@ -105,5 +105,9 @@ def build_router(kernel: Kernel) -> APIRouter:
     @router.get("/invoices", summary="The workspace's invoices (ADMIN)")
     async def invoices(access: WorkspaceAccess = Depends(admin)) -> dict[str, Any]:
         return {"data": await billing.invoices(access.workspace)}
+
+    @router.get("/usage", summary="What the workspace's usage-based prices have billed (ADMIN)")
+    async def usage(access: WorkspaceAccess = Depends(admin)) -> dict[str, Any]:
+        return {"data": await run_in_threadpool(billing.usage.status, access.workspace)}
 
     return router
