@@ -95,3 +95,15 @@ def test_add_ons_have_no_usage_prices() -> None:
     with pytest.raises(ConfigError, match="usage-based prices belong to plans"):
         catalog('[add_ons.extra]\nname = "Extra"\n'
                 'prices = [{ interval = "month", currency = "eur", amount = "1", metered_feature = "api_calls" }]\n')
+
+
+def test_lookup_keys_read_back_as_they_were_made() -> None:
+    from vendo import LookupKey, parse_lookup_key
+    from vendo.billing.service import lookup_key
+    from vendo.billing.usage import usage_lookup_key
+
+    flat = lookup_key("team", 3, "year", "EUR")
+    assert parse_lookup_key(flat) == LookupKey("team", 3, "year", "eur")
+    assert parse_lookup_key(usage_lookup_key(flat, "api_calls")) == LookupKey("team", 3, "year", "eur", "api_calls")
+    for other in (None, "", "price_123", "vendo:team:vX:month:eur", "vendo:team:v3:week:eur", "team:v3:month:eur"):
+        assert parse_lookup_key(other) is None

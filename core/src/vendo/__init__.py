@@ -85,7 +85,7 @@ from vendo.plugins import ENTRY_POINT_GROUP, hookimpl
 if TYPE_CHECKING:  # pragma: no cover
     from vendo.app import create_app
     from vendo.cli import cli_kernel
-    from vendo.billing.service import ZERO_DECIMAL, minor_units
+    from vendo.billing.service import ZERO_DECIMAL, LookupKey, minor_units, parse_lookup_key
     from vendo.config import PluginSettings, Settings, check_link_template, load_settings
     from vendo.db import READ_ONLY, Model, utcnow
     from vendo.entitlements.endpoints import rate_limit_headers, rate_limited, require_feature
@@ -124,6 +124,8 @@ _LAZY = {
     "load_settings": "vendo.config",
     "check_link_template": "vendo.config",
     "minor_units": "vendo.billing.service",
+    "parse_lookup_key": "vendo.billing.service",
+    "LookupKey": "vendo.billing.service",
     "ZERO_DECIMAL": "vendo.billing.service",
     "Model": "vendo.db",
     "utcnow": "vendo.db",
@@ -190,6 +192,7 @@ __all__ = [
     "OfflineLicenseBackend",
     "LicenseRequest",
     "load_settings",
+    "LookupKey",
     "Membership",
     "minor_units",
     "Model",
@@ -201,6 +204,7 @@ __all__ = [
     "Notifier",
     "on_rollback",
     "optional_principal",
+    "parse_lookup_key",
     "PluginError",
     "PluginSettings",
     "PortalSession",

@@ -18,8 +18,9 @@ import hashlib
 import inspect
 import json
 import logging
+import re
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, TypeVar
 
@@ -89,6 +90,31 @@ def check_interval(interval: str) -> str:
 def lookup_key(plan: str, version: int, interval: str, currency: str) -> str:
     """The stable price lookup key ``vendo:<plan>:v<version>:<interval>:<currency>``."""
     return f"vendo:{plan}:v{version}:{interval}:{currency.lower()}"
+
+
+_LOOKUP_KEY = re.compile(r"vendo:(?P<plan>[^:]+):v(?P<version>\d+):(?P<interval>month|year):(?P<currency>[a-z]{3})"
+                         r"(?::usage:(?P<feature>.+))?")
+
+
+@dataclass(frozen=True)
+class LookupKey:
+    """A price lookup key read back (:func:`parse_lookup_key`); ``feature`` names the metered
+    feature of a usage-based price, ``None`` for a plan price."""
+
+    plan: str
+    version: int
+    interval: str
+    currency: str
+    feature: str | None = None
+
+
+def parse_lookup_key(key: str | None) -> LookupKey | None:
+    """The parts of a key :func:`lookup_key` (or ``usage_lookup_key``) made, ``None`` for any
+    other string."""
+    match = _LOOKUP_KEY.fullmatch(key or "")
+    if match is None:
+        return None
+    return LookupKey(match["plan"], int(match["version"]), match["interval"], match["currency"], match["feature"])
 
 
 class Billing:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import secrets
 from calendar import monthrange
 from datetime import datetime, timedelta
@@ -40,6 +39,7 @@ from vendo import (
     SubscriptionInfo,
     UsageReport,
     minor_units,
+    parse_lookup_key,
 )
 from vendo_billing_local.models import (
     LocalCheckout,
@@ -53,11 +53,6 @@ from vendo_billing_local.models import (
 )
 
 SIGNATURE_HEADER = "vendo-local-signature"
-#: A plan price's lookup key (see ``vendo.CatalogPrice``).
-PRICE_KEY = re.compile(r"vendo:(?P<plan>[^:]+):v(?P<version>\d+):(?P<interval>month|year):(?P<currency>[a-z]{3})")
-#: A usage-based price's lookup key (see ``vendo.CatalogPrice``).
-USAGE_KEY = re.compile(r"vendo:(?P<plan>[^:]+):v(?P<version>\d+):(?P<interval>month|year):(?P<currency>[a-z]{3})"
-                       r":usage:(?P<feature>.+)")
 
 
 def _id(prefix: str) -> str:
@@ -170,8 +165,9 @@ class LocalBillingProvider:
                     synced = own.get(LocalPrice, price_key)
             if synced is not None:
                 return synced.unit_amount + synced.per_seat_amount * max(seats, synced.min_seats)
-        match = PRICE_KEY.fullmatch(price_key or "")
-        version = int(match["version"]) if match is not None and match["plan"] == plan_id else None
+        parsed = parse_lookup_key(price_key)
+        version = parsed.version if parsed is not None and parsed.feature is None and parsed.plan == plan_id \
+            else None
         try:
             plan = self._kernel.entitlements.catalog(version, session).plan(plan_id)
         except NotFound:
@@ -434,10 +430,9 @@ class LocalBillingProvider:
         :usage:<feature>``, read in that catalog version), else the subscription plan's in the
         current catalog; ``(0, 0)`` when none bills it."""
         plan_id, version, interval, currency = sub.plan, None, sub.interval, sub.currency
-        match = USAGE_KEY.fullmatch(price_key or "")
-        if match is not None:
-            plan_id, version, interval, currency = match["plan"], int(match["version"]), match["interval"], \
-                match["currency"]
+        parsed = parse_lookup_key(price_key)
+        if parsed is not None and parsed.feature is not None:
+            plan_id, version, interval, currency = parsed.plan, parsed.version, parsed.interval, parsed.currency
         try:
             plan = self._kernel.entitlements.catalog(version, session).plan(plan_id)
         except NotFound:

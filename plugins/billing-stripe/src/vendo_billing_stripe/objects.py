@@ -74,14 +74,6 @@ def _plan_part(key: str) -> str:
     return key.split(USAGE_MARK, 1)[0]
 
 
-def usage_feature_of_key(key: str | None) -> str | None:
-    """The metered feature of a usage-based price's lookup key
-    (``vendo:<plan>:v<version>:<interval>:<currency>:usage:<feature>``), else ``None``."""
-    if not key or not key.startswith(LOOKUP_PREFIX) or USAGE_MARK not in key:
-        return None
-    return key.split(USAGE_MARK, 1)[1] or None
-
-
 def plan_from_lookup_key(key: str | None) -> str | None:
     """The plan of a Vendo lookup key ``vendo:<plan>:v<version>:<interval>:<currency>`` (with
     ``:usage:<feature>`` after it for a usage-based price)."""
