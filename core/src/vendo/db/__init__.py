@@ -5,12 +5,14 @@ SQLite is the embedded default; PostgreSQL (psycopg 3) is selected by the URL.
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import time
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
@@ -20,6 +22,8 @@ from sqlalchemy.types import TypeDecorator
 
 from vendo.config import mask_url
 from vendo.errors import ConfigError
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -101,6 +105,33 @@ def parse_url(url: str) -> URL:
 #: Execution option of connections whose transactions only read (``kernel.session(read_only=True)``):
 #: on SQLite they begin DEFERRED, so they neither wait for a writer nor hold one up (WAL).
 READ_ONLY = "vendo_read_only"
+
+#: SQLSTATEs after which the same transaction may simply run again: PostgreSQL's deadlock (one of
+#: two transactions waiting on each other is aborted) and serialization failure.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+#: How many times :func:`run_transaction` runs a transaction that keeps failing transiently.
+TRANSIENT_ATTEMPTS = 3
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database error that running the same transaction again may cure."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
+def run_transaction(transaction: Callable[[], AbstractContextManager[Any]], work: Callable[[Any], T], *,
+                    attempts: int = TRANSIENT_ATTEMPTS) -> T:
+    """``work(session)`` in ``transaction()``; when it fails with a transient error (a deadlock
+    with another transaction), rolled back and run again in a new transaction, after a short
+    random pause, up to ``attempts`` times. Any other error is raised at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction() as session:
+                return work(session)
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            time.sleep(random.uniform(0.001, 0.01) * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 #: Seconds a SQLite writer waits for the database (``PRAGMA busy_timeout``) and for its turn in
 #: the process.
 BUSY_TIMEOUT = 10.0

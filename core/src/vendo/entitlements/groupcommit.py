@@ -11,7 +11,8 @@ last unit still goes to exactly one caller).
 
 When anything in a batch raises (or its COMMIT fails), the whole batch is rolled back and every
 piece of work runs again alone, in a transaction of its own, so one caller's error is its own
-and never another's. A lone caller pays one lock and one list append.
+and never another's (a transient error of its own, a deadlock with another process, runs it
+again: :func:`vendo.db.run_transaction`). A lone caller pays one lock and one list append.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import threading
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Generic, TypeVar
+
+from vendo.db import run_transaction
 
 T = TypeVar("T")
 
@@ -110,8 +113,7 @@ class GroupCommit:
                 return
         for item in batch:
             try:
-                with self._transaction() as session:
-                    item.result = item.run(session)
+                item.result = run_transaction(self._transaction, item.run)  # a deadlock: run again
             except BaseException as exc:  # the caller's own error, raised in its thread
                 item.error = exc
 

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vendo.capabilities import COMPENSATIONS, counter_key, counter_period
-from vendo.db import utcnow
+from vendo.db import run_transaction, utcnow
 from vendo.entitlements.catalog import Catalog, FeatureDefinition, Grant, Plan
 from vendo.entitlements.models import Assignment, CatalogVersion, Counter, Hold, LedgerEntry
 from vendo.entitlements.periods import period_end, period_start
@@ -551,8 +551,7 @@ class Entitlements:
         try:
             if self._group is not None:
                 return self._group.run(work)
-            with self._transaction() as session:
-                return work(session)
+            return run_transaction(self._transaction, work)  # a deadlock with another process: again
         except IntegrityError:  # the same key, recorded before or concurrently: answer as a replay
             with self._kernel.session() as session:
                 replay = self._replay(session, key, subject, feature, amount, kind)
